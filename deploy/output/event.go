@@ -1,0 +1,52 @@
+// Package output turns what a run does into what people and programs read:
+// the pretty, plain and json formats on the terminal, and the run log.
+package output
+
+import "time"
+
+// Kind names an event.
+type Kind string
+
+const (
+	TaskStart    Kind = "task_start"
+	TaskEnd      Kind = "task_end"
+	CommandStart Kind = "command_start"
+	CommandEnd   Kind = "command_end"
+	Output       Kind = "output"
+	Message      Kind = "message" // a line a task prints (info, warnings)
+)
+
+// Stream says where an output line came from.
+type Stream string
+
+const (
+	Stdout Stream = "stdout"
+	Stderr Stream = "stderr"
+)
+
+// Event is one thing that happened during a run. Fields that do not apply
+// to a kind are left zero.
+type Event struct {
+	Time time.Time `json:"time"`
+	Kind Kind      `json:"event"`
+	Task string    `json:"task,omitempty"`
+	Host string    `json:"host,omitempty"`
+	// ID ties a command's start, output and end together when several
+	// commands run on one host at once.
+	ID      uint64 `json:"id,omitempty"`
+	Command string `json:"command,omitempty"`
+	Stream  Stream `json:"stream,omitempty"`
+	Line    string `json:"line,omitempty"`
+	// ExitStatus is set on CommandEnd; -1 when the command did not finish.
+	ExitStatus *int          `json:"exit_status,omitempty"`
+	Duration   time.Duration `json:"-"`
+	Error      string        `json:"error,omitempty"`
+	// Level is "info", "warn" or "error" for Message events.
+	Level string `json:"level,omitempty"`
+}
+
+// Sink receives events. Implementations must be safe for concurrent use:
+// hosts report from their own goroutines.
+type Sink interface {
+	Emit(Event)
+}
