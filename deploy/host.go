@@ -52,9 +52,8 @@ func ParseHost(spec string) (*Host, error) {
 		if s != "" && !strings.HasPrefix(s, ":") {
 			return nil, fmt.Errorf("host %q: unexpected %q after ]", spec, s)
 		}
-		s = strings.TrimPrefix(s, ":")
-		if s != "" {
-			p, err := parsePort(s)
+		if s != "" { // ":PORT"; a bare ":" is an empty port, as for "web1:"
+			p, err := parsePort(s[1:])
 			if err != nil {
 				return nil, fmt.Errorf("host %q: %w", spec, err)
 			}

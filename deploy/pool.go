@@ -7,6 +7,8 @@ import (
 	"sync"
 )
 
+var errPoolClosed = errors.New("connection pool is closed")
+
 // Connect opens a backend for a host.
 type Connect func(ctx context.Context, h *Host) (Backend, error)
 
@@ -38,7 +40,7 @@ func (p *Pool) Get(ctx context.Context, h *Host) (Backend, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, errors.New("connection pool is closed")
+		return nil, errPoolClosed
 	}
 	e, ok := p.conns[h.Key()]
 	if !ok {
@@ -64,8 +66,10 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	var errs []error
 	for _, e := range entries {
-		// Wait for a connect in flight, then close what it produced.
-		e.once.Do(func() {})
+		// Wait for a connect in flight, then close what it produced. A Get
+		// that found the entry but has not started connecting yet gets an
+		// error instead of a nil backend.
+		e.once.Do(func() { e.err = errPoolClosed })
 		if e.b != nil {
 			errs = append(errs, e.b.Close())
 		}

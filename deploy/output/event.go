@@ -38,9 +38,12 @@ type Event struct {
 	Stream  Stream `json:"stream,omitempty"`
 	Line    string `json:"line,omitempty"`
 	// ExitStatus is set on CommandEnd; -1 when the command did not finish.
-	ExitStatus *int          `json:"exit_status,omitempty"`
-	Duration   time.Duration `json:"-"`
-	Error      string        `json:"error,omitempty"`
+	ExitStatus *int `json:"exit_status,omitempty"`
+	// Test marks a command run as a condition (a host's test()): a
+	// non-zero exit status is its answer, not a failure.
+	Test     bool          `json:"test,omitempty"`
+	Duration time.Duration `json:"-"`
+	Error    string        `json:"error,omitempty"`
 	// Level is "info", "warn" or "error" for Message events.
 	Level string `json:"level,omitempty"`
 }

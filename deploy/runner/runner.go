@@ -122,6 +122,13 @@ func runGroup(ctx context.Context, hosts []*deploy.Host, limit int, fn func(cont
 	for i, h := range hosts {
 		select {
 		case sem <- struct{}{}:
+			// The select picks at random when the run was cancelled and a
+			// slot is free as well: no host may start once cancelled.
+			if err := ctx.Err(); err != nil {
+				<-sem
+				errs[i] = err
+				continue
+			}
 		case <-ctx.Done():
 			errs[i] = ctx.Err()
 			continue

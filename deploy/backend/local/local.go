@@ -33,6 +33,12 @@ func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	// Started under a cancelled context, a short command could finish
+	// before the kill below reaches it.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	parent := ctx
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
@@ -65,7 +71,9 @@ func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.
 	res := &deploy.Result{Duration: time.Since(start)}
 	if ctx.Err() != nil {
 		res.ExitStatus = -1
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && c.Timeout > 0 {
+		// The run's own deadline or cancellation is not this command's
+		// timeout, even when both are deadlines.
+		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return res, &deploy.TimeoutError{Timeout: c.Timeout}
 		}
 		return res, ctx.Err()

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is davit's own version, checked by require("davit", ...) in
+// Deployfiles.
+const version = "0.1.0"
+
+// run is the whole CLI: main only turns its result into an exit status, so
+// tests run it in-process.
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := newApp(stdin, stdout, stderr)
+	err := app.RunContext(ctx, args)
+	code := exitCode(ctx, err)
+	if err != nil {
+		if code == exitInterrupted {
+			fmt.Fprintln(stderr, "davit: interrupted")
+		} else {
+			fmt.Fprintf(stderr, "davit: %v\n", err)
+		}
+	}
+	return code
+}
+
+func newApp(stdin *os.File, stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "davit",
+		Usage:     "deploy applications to fleets of servers, Capistrano-style",
+		UsageText: "davit [global options] [STAGE] TASK [TASK...] [KEY=VALUE...]\ndavit -T [STAGE]\ndavit init | version | completion SHELL",
+		Version:   version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Exit codes are ours to decide (see errors.go), never urfave's os.Exit.
+		ExitErrHandler:       func(*cli.Context, error) {},
+		EnableBashCompletion: true,
+		HideVersion:          true,
+		Flags:                globalFlags(),
+		Action: func(c *cli.Context) error {
+			return runTasks(c, stdin, stdout, stderr)
+		},
+		BashComplete: completeStagesAndTasks,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError(err)
+		},
+		Commands: []*cli.Command{
+			{
+				Name:      "init",
+				Usage:     "write a commented starter Deployfile in this directory",
+				ArgsUsage: " ",
+				Action: func(c *cli.Context) error {
+					return initDeployfile(c.String("file"), stdout)
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print davit's version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(stdout, "davit %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+					return nil
+				},
+			},
+			{
+				Name:      "completion",
+				Usage:     "print a shell completion script (bash, zsh or fish)",
+				ArgsUsage: "SHELL",
+				Action: func(c *cli.Context) error {
+					return printCompletion(c, stdout)
+				},
+			},
+		},
+	}
+}
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the Deployfile (default: ./Deployfile or the nearest parent's)"},
+		&cli.BoolFlag{Name: "tasks", Aliases: []string{"T"}, Usage: "list the tasks with their descriptions"},
+		&cli.StringFlag{Name: "roles", Aliases: []string{"r"}, Usage: "run only on hosts with these roles (comma-separated, globs)"},
+		&cli.StringFlag{Name: "hosts", Aliases: []string{"H"}, Usage: "run only on these hosts (comma-separated, globs such as 'web*')"},
+		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the commands each host would run; run nothing"},
+		&cli.IntFlag{Name: "parallel", Aliases: []string{"p"}, Usage: "at most N hosts at once in parallel steps (default 32)"},
+		&cli.StringFlag{Name: "format", Usage: "output: pretty (default on a terminal), plain or json"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every command's output"},
+		&cli.StringFlag{Name: "log", Usage: "write the run log here (default: log/davit.log beside the Deployfile)"},
+		&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set a variable, KEY=VALUE (repeatable)"},
+		&cli.StringFlag{Name: "host-key-checking", Usage: "SSH host keys: strict (default), accept-new (record unknown keys) or off"},
+		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config file to read (default ~/.ssh/config; 'none' to read none)"},
+	}
+}
+
+var errNoTasks = errors.New("no task given; `davit -T` lists the tasks")

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+)
+
+// bashCompletion asks davit itself for candidates (urfave/cli's
+// --generate-bash-completion protocol), so stages and tasks come from the
+// Deployfile in the current directory.
+const bashCompletion = `# davit bash completion: source <(davit completion bash)
+_davit_complete() {
+  local cur="${COMP_WORDS[COMP_CWORD]}"
+  local words=("${COMP_WORDS[@]:0:COMP_CWORD}")
+  local opts
+  opts=$("${words[@]}" --generate-bash-completion 2>/dev/null)
+  COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
+}
+complete -o bashdefault -o default -F _davit_complete davit
+`
+
+const zshCompletion = `#compdef davit
+# davit zsh completion: source <(davit completion zsh)
+autoload -U +X bashcompinit && bashcompinit
+` + bashCompletion
+
+func printCompletion(c *cli.Context, w io.Writer) error {
+	switch shell := c.Args().First(); shell {
+	case "bash":
+		_, err := io.WriteString(w, bashCompletion)
+		return err
+	case "zsh":
+		_, err := io.WriteString(w, zshCompletion)
+		return err
+	case "fish":
+		s, err := c.App.ToFishCompletion()
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(w, s)
+		return err
+	default:
+		return usageError(fmt.Errorf("completion: want bash, zsh or fish, not %q", shell))
+	}
+}
+
+// completeStagesAndTasks prints the stages and tasks of the Deployfile in
+// reach, or the subcommands when there is none. Errors print nothing: a
+// completion must never spill messages into the user's prompt.
+func completeStagesAndTasks(c *cli.Context) {
+	for _, cmd := range c.App.Commands {
+		if !cmd.Hidden {
+			fmt.Fprintln(c.App.Writer, cmd.Name)
+		}
+	}
+	p, _, err := loadProject(c.Context, c, nil)
+	if err != nil {
+		return
+	}
+	for _, s := range p.Stages() {
+		fmt.Fprintln(c.App.Writer, s)
+	}
+	for _, t := range p.Registry().List() {
+		fmt.Fprintln(c.App.Writer, t.Name)
+	}
+}

@@ -1,0 +1,11 @@
+// Command davit deploys applications to fleets of servers over SSH, or to
+// this machine, from a Starlark Deployfile.
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}

@@ -1,0 +1,103 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// decodeLines checks that every line is one JSON object and returns them.
+func decodeLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		objs = append(objs, m)
+	}
+	return objs
+}
+
+func TestJSON(t *testing.T) {
+	var buf bytes.Buffer
+	emitAll(NewJSON(&buf), script())
+	objs := decodeLines(t, buf.String())
+	if len(objs) != len(script()) {
+		t.Fatalf("%d objects for %d events", len(objs), len(script()))
+	}
+	want := []string{
+		`{"event":"task_start","task":"deploy:check","time":"2026-11-29T02:23:00Z"}`,
+		`{"command":"mkdir -p /x","event":"command_start","host":"web1","id":1,"task":"deploy:check","time":"2026-11-29T02:23:00.001Z"}`,
+		`{"command":"test -d /y","event":"command_start","host":"web22","id":2,"task":"deploy:check","time":"2026-11-29T02:23:00.002Z"}`,
+		`{"event":"output","host":"web1","id":1,"line":"created /x","stream":"stdout","task":"deploy:check","time":"2026-11-29T02:23:00.003Z"}`,
+		`{"event":"output","host":"web22","id":2,"line":"no such directory","stream":"stderr","task":"deploy:check","time":"2026-11-29T02:23:00.004Z"}`,
+		`{"event":"output","host":"web22","id":2,"line":"","stream":"stdout","task":"deploy:check","time":"2026-11-29T02:23:00.005Z"}`,
+		`{"command":"mkdir -p /x","duration_s":0.012,"event":"command_end","exit_status":0,"host":"web1","id":1,"task":"deploy:check","time":"2026-11-29T02:23:00.013Z"}`,
+		`{"command":"test -d /y","duration_s":0.003,"event":"command_end","exit_status":1,"host":"web22","id":2,"task":"deploy:check","time":"2026-11-29T02:23:00.014Z"}`,
+		`{"event":"message","host":"web1","level":"warn","line":"disk almost full","task":"deploy:check","time":"2026-11-29T02:23:00.02Z"}`,
+		`{"event":"message","level":"info","line":"two\nlines","task":"deploy:check","time":"2026-11-29T02:23:00.021Z"}`,
+		`{"duration_s":1.5,"error":"web22: exit 1","event":"task_end","task":"deploy:check","time":"2026-11-29T02:23:01.5Z"}`,
+	}
+	for i, m := range objs {
+		// Re-encoding the decoded map sorts keys: a stable form to compare.
+		got, _ := json.Marshal(m)
+		if string(got) != want[i] {
+			t.Errorf("event %d:\n got %s\nwant %s", i, got, want[i])
+		}
+	}
+}
+
+func TestJSONArbitraryBytes(t *testing.T) {
+	var buf bytes.Buffer
+	j := NewJSON(&buf)
+	nasty := "\xff\xfe\x00\x1b[31m\"\\\u2028</script>\r\n\t" + string([]byte{0xe2, 0x82})
+	j.Emit(Event{Kind: Output, Host: "h", Line: nasty, Command: nasty, Error: nasty})
+	out := buf.String()
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("not exactly one line: %q", out)
+	}
+	if !json.Valid([]byte(strings.TrimSuffix(out, "\n"))) {
+		t.Fatalf("invalid JSON: %q", out)
+	}
+	m := decodeLines(t, out)[0]
+	// encoding/json replaces each invalid byte with U+FFFD and keeps the rest.
+	want := "\ufffd\ufffd\x00\x1b[31m\"\\\u2028</script>\r\n\t\ufffd\ufffd"
+	if m["line"] != want {
+		t.Errorf("line = %q, want %q", m["line"], want)
+	}
+	if !strings.Contains(out, "</script>") {
+		t.Errorf("HTML escaped needlessly: %s", out)
+	}
+}
+
+func TestJSONZeroTimeAndConcurrency(t *testing.T) {
+	var buf bytes.Buffer
+	j := NewJSON(&buf)
+	var wg sync.WaitGroup
+	before := time.Now()
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				j.Emit(Event{Kind: Output, Host: fmt.Sprint("h", g), Line: strings.Repeat("y", i*10)})
+			}
+		})
+	}
+	wg.Wait()
+	objs := decodeLines(t, buf.String())
+	if len(objs) != 800 {
+		t.Fatalf("%d objects, want 800", len(objs))
+	}
+	ts, err := time.Parse(time.RFC3339Nano, objs[0]["time"].(string))
+	if err != nil || ts.Before(before.Add(-time.Second)) {
+		t.Errorf("zero time not filled with now: %v %v", objs[0]["time"], err)
+	}
+}

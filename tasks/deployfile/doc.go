@@ -1,0 +1,15 @@
+// Package deployfile loads a Deployfile: a Starlark program whose builtins
+// (set, server, role, stage, task, before, after, on, …) translate into the
+// tasks DSL. BUILTINS.md beside this file is the language reference.
+//
+// Loading has two phases, as in Tilt and skycfg. The load phase runs the
+// Deployfile (and the files it loads) once, on one thread; builtins only
+// record variables, servers, stages, tasks and hooks, and every global is
+// then frozen. Builtins that act on servers (on, run_locally, ask, invoke)
+// are refused in this phase, so loading a Deployfile never touches a host.
+// The run phase starts when the executor invokes a task: each task body
+// runs on a fresh starlark.Thread, and on() gives every host its own thread
+// with the host's handle, because a starlark.Thread must never be shared
+// between goroutines. Only frozen values, or values converted to Go and
+// back, cross from one thread to another.
+package deployfile

@@ -1,0 +1,128 @@
+package tasks
+
+import (
+	"errors"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func TestLazyComputedOnceConcurrently(t *testing.T) {
+	v := NewVars()
+	var calls atomic.Int32
+	start := make(chan struct{})
+	v.SetLazy("revision", func() (any, error) {
+		calls.Add(1)
+		<-start // hold every fetcher on the one computation
+		return []string{"abc"}, nil
+	})
+	var wg sync.WaitGroup
+	results := make([]any, 50)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			val, err := v.Fetch("revision")
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = val
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("lazy value computed %d times", n)
+	}
+	for _, r := range results {
+		if !reflect.DeepEqual(r, []string{"abc"}) {
+			t.Fatalf("got %v", r)
+		}
+	}
+}
+
+func TestLazyErrorAndDefault(t *testing.T) {
+	v := NewVars()
+	v.Set("broken", Lazy(func() (any, error) { return nil, errors.New("no network") }), Position{File: "Deployfile", Line: 4, Col: 1})
+	_, err := v.Fetch("broken")
+	if err == nil || err.Error() != "variable broken (set at Deployfile:4:1): no network" {
+		t.Fatalf("got %v", err)
+	}
+	v.SetDefault("keep_releases", 5, Position{})
+	v.SetDefault("keep_releases", 9, Position{})
+	if n, _ := v.FetchInt("keep_releases"); n != 5 {
+		t.Errorf("default replaced: %d", n)
+	}
+	v.Set("keep_releases", 3, Position{})
+	if n, _ := v.FetchInt("keep_releases"); n != 3 {
+		t.Errorf("set did not replace default: %d", n)
+	}
+	if val, err := v.FetchOr("nope", "fallback"); err != nil || val != "fallback" {
+		t.Errorf("FetchOr = %v, %v", val, err)
+	}
+}
+
+func TestOverridesWin(t *testing.T) {
+	v := NewVars()
+	v.Override("branch", "hotfix")
+	v.Override("keep_releases", "7")
+	v.Override("verbose", "yes")
+	v.Set("branch", "main", Position{})
+	v.SetLazy("keep_releases", func() (any, error) { t.Error("overridden lazy value computed"); return 1, nil })
+	if s, _ := v.FetchString("branch"); s != "hotfix" {
+		t.Errorf("branch = %q", s)
+	}
+	if n, err := v.FetchInt("keep_releases"); err != nil || n != 7 {
+		t.Errorf("keep_releases = %d, %v", n, err)
+	}
+	if b, err := v.FetchBool("verbose"); err != nil || !b {
+		t.Errorf("verbose = %v, %v", b, err)
+	}
+	v.Override("dirs", "log, tmp/pids")
+	if l, _ := v.FetchStrings("dirs"); !reflect.DeepEqual(l, []string{"log", "tmp/pids"}) {
+		t.Errorf("dirs = %q", l)
+	}
+}
+
+func TestUnknownVariableSuggests(t *testing.T) {
+	v := NewVars()
+	v.Set("deploy_to", "/srv/app", Position{})
+	v.Set("application", "payroll", Position{})
+	_, err := v.Fetch("deploy_too")
+	var uve *UnknownVariableError
+	if !errors.As(err, &uve) || err.Error() != `unknown variable "deploy_too" (did you mean deploy_to?)` {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSecretValues(t *testing.T) {
+	v := NewVars()
+	v.Set("db_password", "hunter2", Position{})
+	v.Set("API_TOKEN", "tok-123", Position{})
+	v.Set("plain", "visible", Position{})
+	v.Set("license", "lic-xyz", Position{})
+	v.MarkSecret("license")
+	v.Override("aws_secret_key", "AKIA-override")
+	v.Set("keys", []any{"k1", "k2"}, Position{})
+	v.MarkSecret("keys")
+	var forced atomic.Bool
+	v.SetLazy("session_secret", func() (any, error) { forced.Store(true); return "lazy-s3cret", nil })
+
+	want := []string{"AKIA-override", "hunter2", "k1", "k2", "lic-xyz", "tok-123"}
+	if got := v.SecretValues(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("SecretValues = %q, want %q", got, want)
+	}
+	if forced.Load() {
+		t.Fatal("SecretValues forced a lazy value")
+	}
+	if _, err := v.Fetch("session_secret"); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.SecretValues(); !reflect.DeepEqual(got, []string{"AKIA-override", "hunter2", "k1", "k2", "lazy-s3cret", "lic-xyz", "tok-123"}) {
+		t.Fatalf("after fetch SecretValues = %q", got)
+	}
+	if !v.IsSecret("GitHub_Token") || v.IsSecret("plain") {
+		t.Error("IsSecret by name is wrong")
+	}
+}
