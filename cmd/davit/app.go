@@ -89,6 +89,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the Deployfile (default: ./Deployfile or the nearest parent's)"},
 		&cli.BoolFlag{Name: "tasks", Aliases: []string{"T"}, Usage: "list the tasks with their descriptions"},
+		&cli.BoolFlag{Name: "all", Aliases: []string{"A"}, Usage: "with -T, also list tasks without a description"},
 		&cli.StringFlag{Name: "roles", Aliases: []string{"r"}, Usage: "run only on hosts with these roles (comma-separated, globs)"},
 		&cli.StringFlag{Name: "hosts", Aliases: []string{"H"}, Usage: "run only on these hosts (comma-separated, globs such as 'web*')"},
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the commands each host would run; run nothing"},

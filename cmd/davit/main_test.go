@@ -10,6 +10,10 @@ import (
 // TestMain lets testscript run `davit` in scripts as this test binary, so the
 // end-to-end tests exercise the real CLI, exit codes included.
 func TestMain(m *testing.M) {
+	// Tests that need a real process (signals) run this binary as davit.
+	if os.Getenv("DAVIT_TEST_AS_MAIN") == "1" {
+		os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+	}
 	testscript.Main(m, map[string]func(){
 		"davit": func() { os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
 	})

@@ -122,7 +122,7 @@ func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
 		}
 	}
 	if c.Bool("tasks") {
-		return listTasks(stdout, p)
+		return listTasks(stdout, p, c.Bool("all"))
 	}
 	if len(inv.tasks) == 0 {
 		return usageError(errNoTasks)
@@ -204,7 +204,7 @@ func openOutput(c *cli.Context, deployfilePath string, vars *tasks.Vars, stdout 
 	if logPath == "" {
 		logPath = filepath.Join(filepath.Dir(deployfilePath), "log", "davit.log")
 	}
-	log, err := output.NewLog(logPath, os.Args...)
+	log, err := output.NewLog(logPath, redactArgs(os.Args, vars)...)
 	if err != nil {
 		return nil, nil, usageError(fmt.Errorf("--log: %w", err))
 	}
@@ -251,17 +251,41 @@ func openBackends(c *cli.Context, projectDir string, stdout io.Writer) (*deploy.
 	return pool, local.New(projectDir), nil
 }
 
-func listTasks(w io.Writer, p *deployfile.Project) error {
-	list := p.Registry().List()
+// listTasks prints the tasks that have a description (the ones meant to be
+// run by hand, as in Capistrano), or all of them with all set.
+func listTasks(w io.Writer, p *deployfile.Project, all bool) error {
+	var list []*tasks.Task
+	for _, t := range p.Registry().List() {
+		if all || t.Desc != "" {
+			list = append(list, t)
+		}
+	}
 	width := 0
 	for _, t := range list {
 		width = max(width, len(t.Name))
 	}
 	for _, t := range list {
+		if t.Desc == "" {
+			fmt.Fprintf(w, "davit %s\n", t.Name)
+			continue
+		}
 		fmt.Fprintf(w, "davit %-*s  # %s\n", width, t.Name, t.Desc)
 	}
 	if stages := p.Stages(); len(stages) > 0 {
 		fmt.Fprintf(w, "\nstages: %s\n", strings.Join(stages, ", "))
 	}
 	return nil
+}
+
+// redactArgs hides the values of secret variables given on the command
+// line (db_password=…) before the run log records the command.
+func redactArgs(args []string, vars *tasks.Vars) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if m := assignment.FindStringSubmatch(a); m != nil && vars.IsSecret(m[1]) {
+			out[i] = m[1] + "=" + output.Redacted
+		}
+	}
+	return out
 }

@@ -10,10 +10,17 @@
 // ssh_config file mapping host1…hostN to the servers, and stops everything
 // when the test ends.
 //
-// Servers can also run in their own mount namespace with private directories
-// bind-mounted over chosen paths (Options.Isolate), so every simulated host
-// has the same deploy path but its own tree, and can be stopped, restarted,
-// paused and resumed mid-test to simulate failures.
+// When run as root (as CI is), every sshd runs in its own mount namespace
+// (`unshare --mount`) with an empty private home directory bind-mounted over
+// the user's home, and optionally private directories over other paths
+// (Options.Isolate): every simulated host then has the same deploy path but
+// its own tree, and the test runner's shell startup files stay out of the
+// servers' commands. Servers can be stopped, restarted, paused and resumed
+// mid-test to simulate failures.
+//
+// The fleet's files (keys, sshd_config, authorized_keys) live in a 0700
+// directory outside /tmp, because sshd's StrictModes rejects an
+// authorized_keys file below a world-writable directory.
 package sshtest
 
 import (
@@ -72,14 +79,17 @@ type Options struct {
 	// IsolatedDir gives the private directory as seen from the test. A path
 	// that does not exist is created (and removed again when empty).
 	Isolate []string
-	// PrivateHome gives each server an empty home directory of its own for
-	// the login user (isolated like Isolate). Remote hosts do not share the
-	// test runner's home: without this, the runner's shell startup files
-	// (which Debian's bash reads for every command sshd runs) slow every
-	// command down and files written to ~ land in the real home.
-	PrivateHome bool
-	// SSHDConfig appends lines to every server's sshd_config, for tests that
-	// need a non-default server (e.g. "MaxSessions 2").
+	// SharedHome lets the servers use the login user's real home
+	// directory. By default each server gets an empty private home of its
+	// own (isolated like Isolate), as remote hosts do: the test runner's
+	// shell startup files, which Debian's bash reads for every command sshd
+	// runs, then neither slow every command down nor get killed half-way
+	// when a test stops a server, and files written to ~ stay on that
+	// server. Without root or unshare the home is shared regardless.
+	SharedHome bool
+	// SSHDConfig adds lines to every server's sshd_config, ahead of the
+	// defaults so they win, for tests that need a non-default server (e.g.
+	// "MaxSessions 2", "LogLevel DEBUG1").
 	SSHDConfig []string
 }
 
@@ -194,17 +204,22 @@ func start(t testing.TB, opts Options) (*Fleet, error) {
 		return nil, fmt.Errorf("create /run/sshd: %w", err)
 	}
 	isolate := slices.Clone(opts.Isolate)
-	if opts.PrivateHome {
-		isolate = append(isolate, u.HomeDir)
-	}
 	if len(isolate) > 0 {
-		f.unshare = requireTool(t, "unshare", "install util-linux; needed to isolate servers")
+		f.unshare = requireTool(t, "unshare", "install util-linux; needed for Options.Isolate")
 		if os.Geteuid() != 0 {
-			msg := "sshtest: isolating servers (Isolate, PrivateHome) needs root for mount namespaces"
+			msg := "sshtest: Options.Isolate needs root for mount namespaces"
 			if os.Getenv("CI") == "true" {
 				t.Fatal(msg)
 			}
 			t.Skip(msg)
+		}
+	}
+	if !opts.SharedHome && u.HomeDir != "" && u.HomeDir != "/" {
+		if p, err := exec.LookPath("unshare"); err == nil && os.Geteuid() == 0 {
+			f.unshare = p
+			isolate = append(isolate, u.HomeDir)
+		} else {
+			t.Logf("sshtest: servers share the real home %s (private homes need root and unshare)", u.HomeDir)
 		}
 	}
 	if f.Dir, f.strict, err = fleetDir(t, u, isolate); err != nil {
@@ -455,11 +470,13 @@ func (f *Fleet) newServer(i int, types []string, opts Options, isolate []string,
 		}
 		s.isolated[p] = priv
 	}
-	lines := []string{
-		"# sshtest: stock limits, key-only login for " + f.User,
-		"ListenAddress " + s.Host,
+	// sshd keeps the first value it reads for most keywords, so the
+	// test's own lines go first.
+	lines := append([]string{"# sshtest: stock limits, key-only login for " + f.User}, opts.SSHDConfig...)
+	lines = append(lines,
+		"ListenAddress "+s.Host,
 		"AddressFamily inet",
-	}
+	)
 	lines = append(lines, keyLines...)
 	lines = append(lines,
 		"PidFile none",
@@ -482,7 +499,6 @@ func (f *Fleet) newServer(i int, types []string, opts Options, isolate []string,
 	if !opts.NoSFTP {
 		lines = append(lines, "Subsystem sftp "+sftp)
 	}
-	lines = append(lines, opts.SSHDConfig...)
 	s.config = strings.Join(lines, "\n") + "\n"
 	s.logPath = filepath.Join(s.Dir, "sshd.log")
 	return s, nil

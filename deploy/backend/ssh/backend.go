@@ -2,9 +2,13 @@ package ssh
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,15 +20,14 @@ import (
 
 // conn is one SSH connection with keepalive and death detection.
 type conn struct {
-	label  string
 	client *xssh.Client
 	done   chan struct{} // closed once the connection is gone
 	once   sync.Once
 	err    error // why it is gone; set before done closes
 }
 
-func newConn(label string, client *xssh.Client, keepAlive time.Duration, countMax int) *conn {
-	c := &conn{label: label, client: client, done: make(chan struct{})}
+func newConn(client *xssh.Client, keepAlive time.Duration, countMax int) *conn {
+	c := &conn{client: client, done: make(chan struct{})}
 	go func() {
 		err := client.Wait()
 		if err == nil {
@@ -134,7 +137,7 @@ type Backend struct {
 
 var _ deploy.Backend = (*Backend)(nil)
 
-func newBackend(d *Dialer, h *deploy.Host, e *endpoint, c *conn, via *jumpConn) *Backend {
+func newBackend(d *Dialer, h *deploy.Host, c *conn, via *jumpConn) *Backend {
 	return &Backend{
 		d:      d,
 		host:   h,
@@ -186,11 +189,19 @@ func (b *Backend) release() {
 
 // newSession opens a session under a token. The caller releases the token
 // after closing the session.
+//
+// sshd frees a session slot only after it has processed the channel's
+// close, a little after our Wait returns, and a server may be configured
+// below our MaxSessions; either way it refuses the channel ("open failed"
+// or "administratively prohibited"). Such refusals are retried, waking as
+// soon as one of our sessions ends, with a bounded backoff otherwise.
 func (b *Backend) newSession(ctx context.Context) (*xssh.Session, error) {
 	if err := b.acquire(ctx); err != nil {
 		return nil, err
 	}
-	for tries := 0; ; tries++ {
+	backoff := time.Millisecond
+	var waited time.Duration
+	for {
 		b.freedMu.Lock()
 		freed := b.freed
 		b.freedMu.Unlock()
@@ -198,22 +209,32 @@ func (b *Backend) newSession(ctx context.Context) (*xssh.Session, error) {
 		if err == nil {
 			return s, nil
 		}
-		// A server configured below our MaxSessions refuses the channel
-		// ("administratively prohibited"); wait for one of ours to end.
 		var oce *xssh.OpenChannelError
-		if errors.As(err, &oce) && oce.Reason == xssh.Prohibited && len(b.sem) > 1 && tries < 1000 {
+		if errors.As(err, &oce) && (oce.Reason == xssh.Prohibited || oce.Reason == xssh.ConnectionFailed) &&
+			(len(b.sem) > 1 || waited < 3*time.Second) {
+			t := time.NewTimer(backoff)
 			select {
 			case <-freed:
+				t.Stop()
+				continue
+			case <-t.C:
+				waited += backoff
+				backoff = min(2*backoff, 100*time.Millisecond)
 				continue
 			case <-ctx.Done():
+				t.Stop()
 				err = ctx.Err()
 			case <-b.conn.done:
+				t.Stop()
 				err = b.conn.lost()
 			}
 		}
 		b.release()
 		if b.conn.dead() {
 			return nil, b.conn.lost()
+		}
+		if oce != nil {
+			err = fmt.Errorf("open session: %w", err)
 		}
 		return nil, err
 	}
@@ -247,83 +268,162 @@ func (b *Backend) openChannel(ctx context.Context) (*xssh.Session, error) {
 	}
 }
 
+// markerVar is exported into every command's line with a value unique to
+// the run, so a cancelled command can be found on the server (in the
+// command line of its shell) when sshd refuses to signal it.
+const markerVar = "DAVIT_RUN_ID"
+
 // Run executes c.String() — the single rendering of a command, with its
 // directory, umask, environment and sudo user inside the line — in a new
 // session. Environment variables are never sent with Setenv, which stock
 // sshd refuses outside LANG and LC_*. When c.Timeout or ctx ends first, the
-// command's process group gets SIGTERM, then SIGKILL after KillGrace, and
-// Run returns a *deploy.TimeoutError or ctx's error.
+// command is stopped (see stop) and Run returns within KillGrace with a
+// *deploy.TimeoutError or ctx's error.
 func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.Writer) (*deploy.Result, error) {
 	if err := c.Validate(); err != nil {
 		return nil, b.errorf("%w", err)
 	}
+	// Started under an ended context, a short command could finish before
+	// the stop below reaches it.
+	if err := ctx.Err(); err != nil {
+		return nil, b.errorf("%w", err)
+	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, c.Timeout, &deploy.TimeoutError{Timeout: c.Timeout})
 		defer cancel()
 	}
 	start := time.Now()
+	marker := randomID()
+	cc := *c
+	cc.Env = maps.Clone(c.Env)
+	if cc.Env == nil {
+		cc.Env = map[string]string{}
+	}
+	cc.Env[markerVar] = marker
+
 	sess, err := b.newSession(ctx)
 	if err != nil {
-		return nil, b.runError(ctx, c, start, err)
+		return nil, b.runError(ctx, c, err)
 	}
-	defer b.release()
-	defer sess.Close()
+	finish := func() {
+		sess.Close()
+		b.release()
+	}
 	if c.PTY {
 		modes := xssh.TerminalModes{xssh.ECHO: 0, xssh.TTY_OP_ISPEED: 14400, xssh.TTY_OP_OSPEED: 14400}
 		if err := sess.RequestPty("xterm", 40, 120, modes); err != nil {
-			return nil, b.runError(ctx, c, start, fmt.Errorf("request pty: %w", err))
+			finish()
+			return nil, b.runError(ctx, c, fmt.Errorf("request pty: %w", err))
 		}
 	}
 	sess.Stdin, sess.Stdout, sess.Stderr = c.Stdin, stdout, stderr
-	if err := sess.Start(c.String()); err != nil {
-		return nil, b.runError(ctx, c, start, fmt.Errorf("start command: %w", err))
+	if err := sess.Start(cc.String()); err != nil {
+		finish()
+		return nil, b.runError(ctx, c, fmt.Errorf("start command: %w", err))
 	}
-	exited := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { b.interrupt(sess, exited) })
-	err = sess.Wait()
-	close(exited)
-	stop()
+	waited := make(chan error, 1)
+	go func() { waited <- sess.Wait() }()
+	select {
+	case err = <-waited:
+		finish()
+	case <-ctx.Done():
+		if !b.stop(sess, marker, waited) {
+			// Still running after SIGKILL: let the session end in the
+			// background; its token is held until sshd lets it go.
+			go func() { <-waited; finish() }()
+		} else {
+			finish()
+		}
+		return &deploy.Result{ExitStatus: -1, Duration: time.Since(start)}, b.runError(ctx, c, ctx.Err())
+	}
 	res := &deploy.Result{Duration: time.Since(start)}
-	if ctx.Err() != nil {
-		res.ExitStatus = -1
-		return res, b.runError(ctx, c, start, ctx.Err())
-	}
 	var exit *xssh.ExitError
 	switch {
 	case err == nil:
 	case errors.As(err, &exit):
 		res.ExitStatus = exit.ExitStatus()
-	case b.conn.dead():
-		res.ExitStatus = -1
-		return res, b.errorf("%w", b.conn.lost())
 	default:
 		res.ExitStatus = -1
+		// A dying connection ends its sessions just before x/crypto
+		// reports the connection itself gone.
+		select {
+		case <-b.conn.done:
+		case <-time.After(100 * time.Millisecond):
+		}
+		if b.conn.dead() {
+			return res, b.errorf("%w", b.conn.lost())
+		}
 		return res, b.errorf("%w", err)
 	}
 	return res, nil
 }
 
-// interrupt stops a command whose context ended: SIGTERM to its process
-// group (sshd's "signal" request, OpenSSH 7.9+), then after KillGrace
-// SIGKILL and closing the session, which also covers servers that ignore
-// signal requests.
-func (b *Backend) interrupt(sess *xssh.Session, exited <-chan struct{}) {
-	sess.Signal(xssh.SIGTERM)
-	t := time.NewTimer(b.d.opts.KillGrace)
-	defer t.Stop()
+// stop ends a command whose context ended and reports whether it exited
+// within KillGrace. It asks sshd to send SIGTERM to the command's process
+// group ("signal" request, OpenSSH 7.9+), then SIGKILL. sshd refuses
+// signals for root logins (no post-auth privilege separation) and older
+// servers ignore them; then a second session signals the process group of
+// the shell whose command line carries the command's marker. Closing the
+// channel alone would not do: without a PTY, sshd leaves the command
+// running.
+func (b *Backend) stop(sess *xssh.Session, marker string, waited <-chan error) bool {
+	grace := b.d.opts.KillGrace
+	for _, sig := range []xssh.Signal{xssh.SIGTERM, xssh.SIGKILL} {
+		ok, err := sess.SendRequest("signal", true, xssh.Marshal(struct{ Signal string }{string(sig)}))
+		if err != nil || !ok {
+			go b.killMarked(marker, sig, grace)
+		}
+		select {
+		case <-waited:
+			return true
+		case <-time.After(grace):
+		}
+	}
+	sess.Close()
 	select {
-	case <-exited:
-	case <-t.C:
-		sess.Signal(xssh.SIGKILL)
-		sess.Close()
+	case <-waited:
+		return true
+	case <-time.After(100 * time.Millisecond):
+		return false
 	}
 }
 
-func (b *Backend) runError(ctx context.Context, c *deploy.Command, start time.Time, err error) error {
+// killMarked signals, from a session of its own, every process group led
+// by a process whose command line holds the marker. The pattern's [D]
+// keeps the search from finding its own command line. Linux servers only
+// (/proc); it is best effort.
+func (b *Backend) killMarked(marker string, sig xssh.Signal, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 5*time.Second))
+	defer cancel()
+	pattern := strings.TrimSuffix(markerVar, "D") + "[D]=" + marker
+	script := "for f in $(grep -l " + deploy.Quote(pattern) + " /proc/[0-9]*/cmdline 2>/dev/null); do p=${f#/proc/}; p=${p%/cmdline}; kill -s " +
+		deploy.Quote(string(sig)) + " -- -$p $p 2>/dev/null; done; true"
+	sess, err := b.newSession(ctx)
+	if err != nil {
+		b.d.logf("ssh %s: cannot stop command %s: %v", b.label, marker, err)
+		return
+	}
+	defer b.release()
+	defer sess.Close()
+	if err := sess.Run((&deploy.Command{Args: []string{script}}).String()); err != nil {
+		b.d.logf("ssh %s: stop command %s: %v", b.label, marker, err)
+	}
+}
+
+func randomID() string {
+	var r [8]byte
+	rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+func (b *Backend) runError(ctx context.Context, c *deploy.Command, err error) error {
 	if ctx.Err() != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && c.Timeout > 0 && time.Since(start) >= c.Timeout {
-			return b.errorf("%w", &deploy.TimeoutError{Timeout: c.Timeout})
+		// The command's own Timeout is the cause; a parent's deadline or
+		// cancellation is reported as such.
+		var te *deploy.TimeoutError
+		if errors.As(context.Cause(ctx), &te) {
+			return b.errorf("%w", te)
 		}
 		return b.errorf("%w", ctx.Err())
 	}

@@ -51,8 +51,9 @@ type Options struct {
 	// exists) and /etc/ssh/ssh_config, as ssh does; "none" reads nothing;
 	// a path reads only that file, as `ssh -F` does.
 	ConfigFile string
-	// User is the login user when neither the host nor ssh_config names
-	// one. Default: the local user.
+	// User is the login user unless the host names one; it overrides
+	// ssh_config's User, as `ssh -l` does. Default: ssh_config's User,
+	// else the local user.
 	User string
 	// KnownHostsFiles replace ssh_config's UserKnownHostsFile and the
 	// default ~/.ssh/known_hosts. accept-new records keys in the first.
@@ -197,7 +198,7 @@ func (d *Dialer) ConnectBackend(ctx context.Context, h *deploy.Host) (*Backend, 
 		d.releaseJump(via)
 		return nil, fmt.Errorf("ssh %s: %w", e.destination(), err)
 	}
-	return newBackend(d, h, e, c, via), nil
+	return newBackend(d, h, c, via), nil
 }
 
 // dialSem returns the semaphore bounding concurrent dials to addr.
@@ -247,7 +248,7 @@ func (d *Dialer) dial(ctx context.Context, e *endpoint, via *jumpConn) (*conn, e
 		client, err := d.handshake(ctx, e, via, cfg)
 		a.close()
 		if err == nil {
-			return newConn(e.destination(), client, e.keepAlive, e.keepAliveMax), nil
+			return newConn(client, e.keepAlive, e.keepAliveMax), nil
 		}
 		var dropped *droppedError
 		if !errors.As(err, &dropped) || attempt == attempts {

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startDavit runs this test binary as the davit CLI in dir.
+func startDavit(t *testing.T, dir string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DAVIT_TEST_AS_MAIN=1", "NO_COLOR=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, &out
+}
+
+// waitForFile polls until path exists and returns its content.
+func waitForFile(t *testing.T, path string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear within %s", path, within)
+	return ""
+}
+
+// exitStatus waits for cmd and returns its exit status.
+func exitStatus(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(within):
+		t.Fatalf("davit did not exit within %s of the interrupt", within)
+		return -1
+	}
+}
+
+func processAlive(pid int) bool {
+	return syscall.Kill(pid, 0) == nil
+}
+
+// Ctrl-C during a long command on the local backend stops the command,
+// and davit exits 130.
+func TestInterruptLocal(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "sleep.pid")
+	deployfile := `
+stage("local", lambda: server("localhost", roles = ["app"]))
+def nap(ctx):
+    on(roles("app"), lambda h: h.execute("sleep 60 & echo $! > ` + pidFile + `; wait"))
+task("nap", nap)
+`
+	if err := os.WriteFile(filepath.Join(dir, "Deployfile"), []byte(deployfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, out := startDavit(t, dir, "--format", "plain", "local", "nap")
+	pid, err := strconv.Atoi(waitForFile(t, pidFile, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitStatus(t, cmd, 10*time.Second); code != 130 {
+		t.Fatalf("exit status %d, want 130; output:\n%s", code, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if processAlive(pid) {
+		t.Errorf("the interrupted command (pid %d) is still running", pid)
+	}
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("output does not say it was interrupted:\n%s", out)
+	}
+}
