@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
@@ -146,7 +147,7 @@ func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
 	}
 	defer closeSink()
 
-	pool, localBackend, err := openBackends(c, filepath.Dir(path), stdout)
+	pool, localBackend, err := openBackends(c, filepath.Dir(path), sink)
 	if err != nil {
 		return err
 	}
@@ -213,17 +214,23 @@ func openOutput(c *cli.Context, deployfilePath string, vars *tasks.Vars, stdout 
 }
 
 // openBackends returns the per-host connection pool and the backend for
-// run_locally. Under --dry-run both only print.
+// run_locally. Under --dry-run both only report, through the sink, so the
+// reports keep the chosen format and secrets stay redacted.
 //
 // run_locally works in the Deployfile's directory, as Capistrano's does in
 // the project root; a localhost server works in the home directory, as a
 // login over SSH would, so a task behaves the same on either backend.
-func openBackends(c *cli.Context, projectDir string, stdout io.Writer) (*deploy.Pool, deploy.Backend, error) {
+func openBackends(c *cli.Context, projectDir string, sink output.Sink) (*deploy.Pool, deploy.Backend, error) {
 	if c.Bool("dry-run") {
+		report := func(host string) func(string) {
+			return func(msg string) {
+				sink.Emit(output.Event{Time: time.Now(), Kind: output.Message, Host: host, Level: "info", Line: msg})
+			}
+		}
 		pool := deploy.NewPool(func(_ context.Context, h *deploy.Host) (deploy.Backend, error) {
-			return dryrun.New(h.String(), stdout), nil
+			return dryrun.New(report(h.String())), nil
 		})
-		return pool, dryrun.New("local", stdout), nil
+		return pool, dryrun.New(report(tasks.LocalHost().String())), nil
 	}
 	policy := c.String("host-key-checking")
 	switch policy {

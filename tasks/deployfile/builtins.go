@@ -19,7 +19,7 @@ import (
 type builtinFunc = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
 
 // builtins is the predeclared environment of every Deployfile and loaded
-// file. BUILTINS.md documents each one; keep the two in step.
+// file. The README's Deployfile reference documents each one; keep the two in step.
 func (p *Project) builtins() starlark.StringDict {
 	fns := map[string]builtinFunc{
 		"after":       p.bAfter,

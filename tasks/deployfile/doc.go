@@ -1,6 +1,6 @@
 // Package deployfile loads a Deployfile: a Starlark program whose builtins
 // (set, server, role, stage, task, before, after, on, …) translate into the
-// tasks DSL. BUILTINS.md beside this file is the language reference.
+// tasks DSL. The README's "The Deployfile" section is the language reference.
 //
 // Loading has two phases, as in Tilt and skycfg. The load phase runs the
 // Deployfile (and the files it loads) once, on one thread; builtins only

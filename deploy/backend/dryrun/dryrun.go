@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
-	"sync"
 
 	"davit/deploy"
 )
@@ -19,20 +17,18 @@ import (
 // task graph instead of stopping at the first capture.
 const Placeholder = "dry-run"
 
-// Backend reports instead of running. Each report is a single Write to W
-// (several lines for a multi-line command), so one writer can be shared by
-// the hosts of a run as long as its Write is safe for concurrent use
-// (os.Stdout is; so is an output.LineWriter).
+// Backend reports instead of running. Reports go to a function rather than
+// a writer so the CLI can route them through its output sink: the same
+// format (json stays json) and the same secret redaction as real runs.
 type Backend struct {
-	// Host prefixes every report, as in "[web1] would run: …".
-	Host string
-	W    io.Writer
-
-	mu sync.Mutex // keeps one backend's reports whole on any writer
+	// Report receives each report, e.g. "would run: cd /srv && …". It may
+	// span lines (a rendered command does) and is called from the goroutine
+	// running the command.
+	Report func(msg string)
 }
 
-// New returns a dry-run backend for host reporting to w.
-func New(host string, w io.Writer) *Backend { return &Backend{Host: host, W: w} }
+// New returns a dry-run backend that hands its reports to report.
+func New(report func(msg string)) *Backend { return &Backend{Report: report} }
 
 // Run validates c, as the real backends do, then reports its rendered line
 // (c.String(), with cd, umask, env and sudo), writes Placeholder and a
@@ -81,12 +77,8 @@ func (b *Backend) Download(ctx context.Context, remotePath string, w io.Writer) 
 // Close has nothing to release.
 func (b *Backend) Close() error { return nil }
 
-// report writes msg with the host prefix on each of its lines: a rendered
-// command spans lines (the newline before its closing brace).
 func (b *Backend) report(msg string) {
-	prefix := "[" + b.Host + "] "
-	text := prefix + strings.ReplaceAll(msg, "\n", "\n"+prefix) + "\n"
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	io.WriteString(b.W, text)
+	if b.Report != nil {
+		b.Report(msg)
+	}
 }

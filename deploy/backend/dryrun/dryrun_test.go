@@ -13,7 +13,7 @@ import (
 
 func TestRun(t *testing.T) {
 	var report, stdout, stderr bytes.Buffer
-	b := New("web1", &report)
+	b := New(reporter("web1", &report))
 	c := &deploy.Command{Args: []string{"git", "rev-parse", "HEAD"}, Dir: "/srv/app dir", Env: map[string]string{"RAILS_ENV": "production", "MSG": "it's here"}, User: "deploy"}
 	res, err := b.Run(context.Background(), c, &stdout, &stderr)
 	if err != nil || res.ExitStatus != 0 {
@@ -41,7 +41,7 @@ func TestRun(t *testing.T) {
 func TestRunStdinNotRead(t *testing.T) {
 	var report bytes.Buffer
 	stdin := &failReader{t: t}
-	_, err := New("h", &report).Run(context.Background(), &deploy.Command{Args: []string{"cat"}, Stdin: stdin}, nil, nil)
+	_, err := New(reporter("h", &report)).Run(context.Background(), &deploy.Command{Args: []string{"cat"}, Stdin: stdin}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRunStdinNotRead(t *testing.T) {
 
 func TestRunInvalid(t *testing.T) {
 	var report bytes.Buffer
-	b := New("h", &report)
+	b := New(reporter("h", &report))
 	for _, c := range []*deploy.Command{
 		{},
 		{Args: []string{"echo"}, Umask: "22; rm -rf /"},
@@ -74,7 +74,7 @@ func TestRunInvalid(t *testing.T) {
 
 func TestUploadDownload(t *testing.T) {
 	var report bytes.Buffer
-	b := New("web1", &report)
+	b := New(reporter("web1", &report))
 	if err := b.Upload(context.Background(), &failReader{t: t}, "/srv/app/shared/config/database.yml", 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -100,10 +100,11 @@ func TestUploadDownload(t *testing.T) {
 	}
 }
 
-// TestConcurrent has many goroutines use one backend; reports stay whole.
+// TestConcurrent has many goroutines use one backend (run with -race): each
+// command is reported in one call, never in pieces.
 func TestConcurrent(t *testing.T) {
-	var report lockedBuffer
-	b := New("h", &report)
+	var report bytes.Buffer
+	b := New(reporter("h", &report))
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -137,19 +138,15 @@ func (r *failReader) Read([]byte) (int, error) {
 	return 0, fmt.Errorf("read")
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// reporter renders reports as the CLI's plain format would: each line
+// prefixed with the host.
+func reporter(host string, buf *bytes.Buffer) func(string) {
+	var mu sync.Mutex
+	return func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		prefix := "[" + host + "] "
+		buf.WriteString(prefix + strings.ReplaceAll(msg, "\n", "\n"+prefix) + "\n")
+	}
 }
