@@ -34,6 +34,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -449,9 +450,10 @@ func (f *Fleet) newServer(i int, types []string, opts Options, isolate []string,
 	}
 	s.HostKey = s.HostKeys[0]
 	s.isolated = map[string]string{}
-	for _, p := range isolate {
+	for i, p := range isolate {
 		p = filepath.Clean(p)
-		priv := filepath.Join(s.Dir, "isolated", p)
+		// Flat names: one isolated path may lie inside another.
+		priv := filepath.Join(s.Dir, "isolated", fmt.Sprintf("%d%s", i, strings.ReplaceAll(p, "/", "_")))
 		mode, uid, gid := os.FileMode(0o755), os.Getuid(), os.Getgid()
 		if st, err := os.Stat(p); err == nil {
 			mode = st.Mode().Perm() | st.Mode()&os.ModeSticky
@@ -581,8 +583,8 @@ func (f *Fleet) AliasHosts() []*deploy.Host {
 }
 
 // IsolatedDir returns the directory that this server sees at path (one of
-// Options.Isolate), as the test process sees it; "" when path is not
-// isolated.
+// Options.Isolate, or the user's home when it is private), as the test
+// process sees it; "" when path is not isolated.
 func (s *Server) IsolatedDir(path string) string {
 	return s.isolated[filepath.Clean(path)]
 }
@@ -671,11 +673,13 @@ func (s *Server) start() error {
 
 // isolationScript mounts each private directory over its path inside the
 // new mount namespace and then becomes sshd, so the namespace lives exactly
-// as long as sshd and its sessions.
+// as long as sshd and its sessions. Parents are mounted before paths inside
+// them, whose mount points are then made inside the parent's private copy.
 func (s *Server) isolationScript(cfgPath string) (string, error) {
 	var b strings.Builder
-	for p, priv := range s.isolated {
-		fmt.Fprintf(&b, "mount --bind %s %s && ", deploy.Quote(priv), deploy.Quote(p))
+	paths := slices.Sorted(maps.Keys(s.isolated))
+	for _, p := range paths {
+		fmt.Fprintf(&b, "mkdir -p %s && mount --bind %s %s && ", deploy.Quote(p), deploy.Quote(s.isolated[p]), deploy.Quote(p))
 	}
 	fmt.Fprintf(&b, "exec %s -D -e -f %s", deploy.Quote(s.fleet.sshd), deploy.Quote(cfgPath))
 	return b.String(), nil

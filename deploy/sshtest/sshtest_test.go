@@ -206,10 +206,15 @@ func TestPauseResume(t *testing.T) {
 // TestIsolate gives two hosts the same path with separate contents.
 func TestIsolate(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "srv", "app")
-	f := Start(t, Options{N: 2, Isolate: []string{shared}})
+	f := Start(t, Options{N: 2, Isolate: []string{shared, "/tmp"}})
 	for _, s := range f.Servers {
 		c := dial(t, f, s)
 		run(t, c, "mkdir -p "+shared+"/releases && echo "+s.Name+" > "+shared+"/marker")
+		// /tmp keeps its sticky, world-writable mode, privately.
+		// Each sees only its own files there (host2 does not see host1's).
+		if out := run(t, c, "stat -c %a /tmp; ls -A /tmp | grep -c host; touch /tmp/"+s.Name); strings.TrimSpace(out) != "1777\n0" {
+			t.Errorf("%s: private /tmp: %q", s.Name, out)
+		}
 	}
 	for _, s := range f.Servers {
 		c := dial(t, f, s)
@@ -220,6 +225,9 @@ func TestIsolate(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(b)) != s.Name {
 			t.Errorf("%s private dir: %q %v", s.Name, b, err)
 		}
+	}
+	if _, err := os.Stat("/tmp/host1"); err == nil {
+		t.Error("a file in a server's private /tmp reached the real /tmp")
 	}
 	if ents, _ := os.ReadDir(shared); len(ents) != 0 {
 		t.Errorf("the test's own view of %s is not empty: %v", shared, ents)

@@ -138,7 +138,6 @@ func (r *failReader) Read([]byte) (int, error) {
 	return 0, fmt.Errorf("read")
 }
 
-
 // reporter renders reports as the CLI's plain format would: each line
 // prefixed with the host.
 func reporter(host string, buf *bytes.Buffer) func(string) {

@@ -55,8 +55,9 @@ type Options struct {
 	// ssh_config's User, as `ssh -l` does. Default: ssh_config's User,
 	// else the local user.
 	User string
-	// KnownHostsFiles replace ssh_config's UserKnownHostsFile and the
-	// default ~/.ssh/known_hosts. accept-new records keys in the first.
+	// KnownHostsFiles replace ssh_config's UserKnownHostsFile and
+	// GlobalKnownHostsFile and the defaults (~/.ssh/known_hosts,
+	// /etc/ssh/ssh_known_hosts). accept-new records keys in the first.
 	KnownHostsFiles []string
 	// HostKeyPolicy: empty takes StrictHostKeyChecking from ssh_config,
 	// else strict.
