@@ -61,3 +61,26 @@ func TestPlainConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A test command that answers no (h.test() returning False) is not a
+// failure in any format.
+func TestTestCommandAnsweredNo(t *testing.T) {
+	no := Event{Kind: CommandEnd, Host: "web1", ID: 1, Command: "test -d /y", ExitStatus: status(1), Duration: 3 * time.Millisecond, Test: true}
+	var plain, pretty bytes.Buffer
+	NewPlain(&plain).Emit(no)
+	NewPretty(&pretty, PrettyOptions{}).Emit(no)
+	if got := plain.String(); got != "[web1] false (3ms, exit 1): test -d /y\n" {
+		t.Errorf("plain: %q", got)
+	}
+	if got := pretty.String(); strings.Contains(got, "✘") || !strings.Contains(got, "○") {
+		t.Errorf("pretty: %q", got)
+	}
+	if failed(no) {
+		t.Error("failed() is true for a test that answered no")
+	}
+	lost := no
+	lost.Error = "connection lost"
+	if !failed(lost) {
+		t.Error("failed() is false for a test command that could not run")
+	}
+}
