@@ -86,6 +86,16 @@ task("nap", nap)
 	if err != nil {
 		t.Fatal(err)
 	}
+	interruptAndCheck(t, cmd, out, pid)
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("output does not say it was interrupted:\n%s", out)
+	}
+}
+
+// interruptAndCheck sends davit the Ctrl-C signal and checks that it exits
+// 130 and that the command it was running (pid) is gone.
+func interruptAndCheck(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer, pid int) {
+	t.Helper()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +107,6 @@ task("nap", nap)
 		time.Sleep(20 * time.Millisecond)
 	}
 	if processAlive(pid) {
-		t.Errorf("the interrupted command (pid %d) is still running", pid)
-	}
-	if !strings.Contains(out.String(), "interrupted") {
-		t.Errorf("output does not say it was interrupted:\n%s", out)
+		t.Errorf("the interrupted command (pid %d) still runs", pid)
 	}
 }

@@ -103,23 +103,10 @@ func TestInterruptSSH(t *testing.T) {
 	cmd, out := startDavit(t, dir, "--format", "plain", "--ssh-config", fleet.SSHConfigPath, "remote", "nap")
 	pidFile := filepath.Join(srv.IsolatedDir(homeOf(t, fleet)), "nap.pid")
 	pid, err := strconv.Atoi(waitForFile(t, pidFile, 15*time.Second))
-	t.Logf("remote sleep pid %d from %s", pid, pidFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if code := exitStatus(t, cmd, 10*time.Second); code != 130 {
-		t.Fatalf("exit status %d, want 130; output:\n%s", code, out)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for processAlive(pid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if processAlive(pid) {
-		t.Errorf("the remote command (pid %d) still runs after the interrupt", pid)
-	}
+	interruptAndCheck(t, cmd, out, pid)
 }
 
 // homeOf is the login user's home directory as the servers see it.

@@ -31,7 +31,7 @@ func (p *Project) builtins() starlark.StringDict {
 		"invoke":      p.bInvoke,
 		"on":          p.bOn,
 		"primary":     p.bPrimary,
-		"reinvoke":    p.bReinvoke,
+		"reinvoke":    p.bInvoke,
 		"require":     p.bRequire,
 		"role":        p.bRole,
 		"roles":       p.bRoles,
@@ -457,6 +457,8 @@ func (p *Project) hook(th *starlark.Thread, b *starlark.Builtin, args starlark.T
 	return starlark.None, nil
 }
 
+// bInvoke is invoke() and reinvoke(): run a task from a task body, once
+// per run or (reinvoke) again.
 func (p *Project) bInvoke(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	st, err := inTask(th, b.Name())
 	if err != nil {
@@ -466,22 +468,11 @@ func (p *Project) bInvoke(th *starlark.Thread, b *starlark.Builtin, args starlar
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
 		return nil, err
 	}
-	if err := st.tc.Invoke(name); err != nil {
-		return nil, err
+	invoke := st.tc.Invoke
+	if b.Name() == "reinvoke" {
+		invoke = st.tc.Reinvoke
 	}
-	return starlark.None, nil
-}
-
-func (p *Project) bReinvoke(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	st, err := inTask(th, b.Name())
-	if err != nil {
-		return nil, err
-	}
-	var name string
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
-		return nil, err
-	}
-	if err := st.tc.Reinvoke(name); err != nil {
+	if err := invoke(name); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil
