@@ -7,6 +7,8 @@ package recipes
 import (
 	"embed"
 	"io/fs"
+
+	"davit/tasks"
 )
 
 //go:embed *.star
@@ -15,3 +17,10 @@ var starFiles embed.FS
 // Starlark returns the embedded Deployfile-language recipes, addressed by
 // file name (the "davit/" prefix of a load is stripped by the loader).
 func Starlark() fs.FS { return starFiles }
+
+// Go returns the recipes written in Go, by the name use() takes. Each call
+// of a constructor makes a fresh recipe, so every Deployfile loaded gets
+// its own run state.
+func Go() map[string]func() tasks.Recipe {
+	return map[string]func() tasks.Recipe{}
+}

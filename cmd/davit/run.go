@@ -92,6 +92,7 @@ func loadProject(ctx context.Context, c *cli.Context, overrides map[string]strin
 	p, err := deployfile.Load(ctx, path, deployfile.Options{
 		Version:   version,
 		Recipes:   recipes.Starlark(),
+		GoRecipes: recipes.Go(),
 		Overrides: overrides,
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package deployfile
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ func (p *Project) builtins() starlark.StringDict {
 		"primary":     p.bPrimary,
 		"reinvoke":    p.bInvoke,
 		"require":     p.bRequire,
+		"use":         p.bUse,
 		"role":        p.bRole,
 		"roles":       p.bRoles,
 		"run_locally": p.bRunLocally,
@@ -650,6 +652,41 @@ func (p *Project) bRequire(th *starlark.Thread, b *starlark.Builtin, args starla
 	release := semver.New(v.Major(), v.Minor(), v.Patch(), "", "")
 	if !c.Check(release) {
 		return nil, fmt.Errorf("this Deployfile requires davit %s, but this is davit %s", constraint, p.opts.Version)
+	}
+	return starlark.None, nil
+}
+
+// bUse installs a Go recipe: its variables' defaults, its tasks and its
+// hooks, once however often it is named.
+func (p *Project) bUse(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if _, err := whileLoading(th, b.Name(), false); err != nil {
+		return nil, err
+	}
+	var name string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+		return nil, err
+	}
+	newRecipe, ok := p.opts.GoRecipes[name]
+	if !ok {
+		names := slices.Sorted(maps.Keys(p.opts.GoRecipes))
+		msg := fmt.Sprintf("unknown recipe %q", name)
+		if s := tasks.Suggest(name, names); s != "" {
+			msg += " (did you mean " + s + "?)"
+		}
+		return nil, errors.New(msg)
+	}
+	p.mu.Lock()
+	done := p.used[name]
+	if p.used == nil {
+		p.used = map[string]bool{}
+	}
+	p.used[name] = true
+	p.mu.Unlock()
+	if done {
+		return starlark.None, nil
+	}
+	if err := tasks.UseRecipe(newRecipe(), p.registry, p.vars); err != nil {
+		return nil, fmt.Errorf("use %s: %w", name, err)
 	}
 	return starlark.None, nil
 }

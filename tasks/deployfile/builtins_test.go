@@ -346,3 +346,46 @@ task("t", lambda ctx: on(roles("app"), xfer))
 		t.Errorf("%d transfer events, want 4", n)
 	}
 }
+
+// fakeRecipe records how use() installed it.
+type fakeRecipe struct{ installs *int }
+
+func (f fakeRecipe) SetDefaults(v *tasks.Vars) { v.SetDefault("keep_releases", 5, tasks.Position{}) }
+func (f fakeRecipe) DefineTasks(r *tasks.Registry) error {
+	*f.installs++
+	return r.Define(&tasks.Task{Name: "fake:hello", Desc: "from Go", Run: func(*tasks.Context) error { return nil }})
+}
+func (f fakeRecipe) RegisterHooks(r *tasks.Registry) error { return r.After("fake:hello", "fake:hello2", tasks.Position{}) }
+
+func TestUse(t *testing.T) {
+	installs := 0
+	opts := Options{GoRecipes: map[string]func() tasks.Recipe{
+		"fake": func() tasks.Recipe { return fakeRecipe{&installs} },
+	}}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Deployfile")
+	os.WriteFile(path, []byte("set(\"keep_releases\", 3)\nuse(\"fake\")\nuse(\"fake\")\n"), 0o644)
+	p, err := Load(context.Background(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if installs != 1 {
+		t.Errorf("recipe installed %d times", installs)
+	}
+	if _, err := p.Registry().Lookup("fake:hello"); err != nil {
+		t.Error(err)
+	}
+	// The Deployfile's own value wins over the recipe's default.
+	if v, _ := p.Vars().Fetch("keep_releases"); v != 3 {
+		t.Errorf("keep_releases = %v", v)
+	}
+	if _, after := p.Registry().Hooks("fake:hello"); len(after) != 1 {
+		t.Errorf("hooks not registered: %v", after)
+	}
+
+	os.WriteFile(path, []byte("use(\"fak\")\n"), 0o644)
+	_, err = Load(context.Background(), path, opts)
+	if err == nil || !strings.Contains(err.Error(), `Deployfile:1:4: use: unknown recipe "fak" (did you mean fake?)`) {
+		t.Errorf("unknown recipe error: %v", err)
+	}
+}

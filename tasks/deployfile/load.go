@@ -34,6 +34,9 @@ type Options struct {
 	// Overrides are KEY=VALUE pairs from the command line; they win over
 	// every set() in the Deployfile.
 	Overrides map[string]string
+	// GoRecipes are the recipes written in Go that use("NAME") installs,
+	// each made fresh for this Deployfile (recipes.Go()).
+	GoRecipes map[string]func() tasks.Recipe
 	// Sink receives info(), warn() and print() output from the load and
 	// stage phases; nil discards it. During tasks, messages go to the
 	// executor's sink.
@@ -74,6 +77,7 @@ type Project struct {
 	loading     []moduleRef // the load stack, for cycle messages
 	toFreeze    []starlark.Value
 	lazyChains  map[string][]string
+	used        map[string]bool // Go recipes installed by use()
 }
 
 type stageDef struct {

@@ -1,0 +1,25 @@
+package tasks
+
+// Recipe is a reusable set of tasks written in Go (Capistrano's plugin). A
+// Deployfile brings one in with use("NAME"); its tasks then behave exactly
+// like tasks the Deployfile defines: listed by -T, hookable with
+// before/after, replaceable by a later task() of the same name.
+type Recipe interface {
+	// SetDefaults gives the recipe's variables their defaults with
+	// Vars.SetDefault, so values the Deployfile set already, or sets
+	// later, win.
+	SetDefaults(v *Vars)
+	// DefineTasks adds the recipe's tasks.
+	DefineTasks(r *Registry) error
+	// RegisterHooks wires the recipe's tasks into each other's flow.
+	RegisterHooks(r *Registry) error
+}
+
+// UseRecipe installs a recipe into a registry and variables.
+func UseRecipe(rc Recipe, r *Registry, v *Vars) error {
+	rc.SetDefaults(v)
+	if err := rc.DefineTasks(r); err != nil {
+		return err
+	}
+	return rc.RegisterHooks(r)
+}
