@@ -123,6 +123,9 @@ func (c *Context) Primary(role string) *deploy.Host {
 // Fetch returns a variable's value.
 func (c *Context) Fetch(name string) (any, error) { return c.vars().Fetch(name) }
 
+// FetchOr returns a variable's value, or def when it is not set.
+func (c *Context) FetchOr(name string, def any) (any, error) { return c.vars().FetchOr(name, def) }
+
 // Set sets a variable, recording the task's position as where it was set.
 func (c *Context) Set(name string, value any) { c.vars().Set(name, value, c.taskPos()) }
 

@@ -30,6 +30,10 @@ type Executor struct {
 	Pool *deploy.Pool
 	// Local runs commands for RunLocally.
 	Local deploy.Backend
+	// LocalDir is where relative local paths of UploadFile and
+	// DownloadFile resolve (the CLI sets the Deployfile's directory, where
+	// run_locally commands also start); empty means the working directory.
+	LocalDir string
 	// Sink receives task, command and message events; nil discards them.
 	Sink output.Sink
 	// DefaultParallel bounds On's default parallel strategy (--parallel);

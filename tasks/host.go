@@ -304,6 +304,7 @@ func (h *HostContext) Upload(r io.Reader, remote string, mode fs.FileMode) error
 // UploadFile uploads the local file at local to remote. A zero mode keeps
 // the local file's permissions.
 func (h *HostContext) UploadFile(local, remote string, mode fs.FileMode) error {
+	local = h.localPath(local)
 	f, err := os.Open(local)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", local, err)
@@ -332,6 +333,7 @@ func (h *HostContext) Download(remote string, w io.Writer) error {
 // needed. The file appears complete or not at all: it is written to a
 // temporary file and renamed into place.
 func (h *HostContext) DownloadFile(remote, local string) error {
+	local = h.localPath(local)
 	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
 		return fmt.Errorf("download %s: %w", remote, err)
 	}
@@ -358,4 +360,13 @@ func (h *HostContext) DownloadFile(remote, local string) error {
 		return fmt.Errorf("download %s: %w", remote, err)
 	}
 	return nil
+}
+
+// localPath resolves a relative local path against Executor.LocalDir, so a
+// Deployfile works the same from any working directory.
+func (h *HostContext) localPath(p string) string {
+	if filepath.IsAbs(p) || h.Context.Executor.LocalDir == "" {
+		return p
+	}
+	return filepath.Join(h.Context.Executor.LocalDir, p)
 }

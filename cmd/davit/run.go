@@ -161,6 +161,7 @@ func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
 		Filter:          filter,
 		Pool:            pool,
 		Local:           localBackend,
+		LocalDir:        filepath.Dir(path),
 		Sink:            sink,
 		DefaultParallel: c.Int("parallel"),
 		Prompter:        tasks.NewTerminalPrompter(stdin, stderr),

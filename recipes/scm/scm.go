@@ -5,6 +5,9 @@
 package scm
 
 import (
+	"fmt"
+	"strings"
+
 	"davit/deploy"
 	"davit/tasks"
 )
@@ -43,3 +46,52 @@ type Strategy interface {
 	// archive). It is called once at the end of the run, success or not.
 	Close() error
 }
+
+// String is the revision as messages and revisions.log show it: what was
+// asked for and the exact content, e.g. "v1.4.2 (1a2b3c4d5e6f)". A sha
+// is cut to 12 digits, enough to be unique in any real repository.
+func (r Revision) String() string {
+	id := r.ID
+	if len(id) > 12 && isFullSHA(id) {
+		id = id[:12]
+	}
+	switch {
+	case r.Branch == "" || r.Branch == r.ID:
+		return r.ID
+	case id == "":
+		return r.Branch
+	}
+	return r.Branch + " (" + id + ")"
+}
+
+// Names lists the strategy names New accepts, sorted.
+func Names() []string { return []string{"copy", "git", "svn"} }
+
+// New returns a new strategy for name, the value of the scm variable:
+// "git", "svn" or "copy". An unknown name is an error listing the valid
+// ones and suggesting the closest.
+func New(name string) (Strategy, error) {
+	// A fresh value per call: a strategy holds one run's resolved
+	// revision (and the copy strategy its archive), which must never leak
+	// into another run.
+	switch name {
+	case "git":
+		return &gitStrategy{}, nil
+	case "svn":
+		return &svnStrategy{}, nil
+	case "copy":
+		return &copyStrategy{}, nil
+	}
+	msg := fmt.Sprintf("unknown scm %q", name)
+	if s := tasks.Suggest(name, Names()); s != "" {
+		msg += " (did you mean " + s + "?)"
+	}
+	return nil, fmt.Errorf("%s; valid: %s", msg, strings.Join(Names(), ", "))
+}
+
+// Compile-time checks that every strategy implements Strategy.
+var (
+	_ Strategy = (*gitStrategy)(nil)
+	_ Strategy = (*svnStrategy)(nil)
+	_ Strategy = (*copyStrategy)(nil)
+)

@@ -355,7 +355,9 @@ func (f fakeRecipe) DefineTasks(r *tasks.Registry) error {
 	*f.installs++
 	return r.Define(&tasks.Task{Name: "fake:hello", Desc: "from Go", Run: func(*tasks.Context) error { return nil }})
 }
-func (f fakeRecipe) RegisterHooks(r *tasks.Registry) error { return r.After("fake:hello", "fake:hello2", tasks.Position{}) }
+func (f fakeRecipe) RegisterHooks(r *tasks.Registry) error {
+	return r.After("fake:hello", "fake:hello2", tasks.Position{})
+}
 
 func TestUse(t *testing.T) {
 	installs := 0

@@ -111,7 +111,8 @@ func executor(t *testing.T, p *Project) (*tasks.Executor, *recorder) {
 		Vars:     p.Vars(),
 		Hosts:    p.Hosts(),
 		Pool:     pool,
-		Local:    local.New(""),
+		Local:    local.New(filepath.Dir(p.Path())),
+		LocalDir: filepath.Dir(p.Path()),
 		Sink:     rec,
 	}, rec
 }

@@ -5,7 +5,6 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -20,9 +19,8 @@ import (
 // primary() describe a host; the handle on() passes to its function also
 // runs commands there (hc is set). It is immutable, so it may be shared.
 type hostValue struct {
-	h   *deploy.Host
-	hc  *tasks.HostContext
-	dir string // base for relative local paths in upload/download
+	h  *deploy.Host
+	hc *tasks.HostContext
 }
 
 var (
@@ -238,15 +236,6 @@ func (v *hostValue) test(th *starlark.Thread, b *starlark.Builtin, args starlark
 	return starlark.Bool(ok), nil
 }
 
-// localPath resolves a local path against the Deployfile's directory, so
-// a Deployfile works the same from any working directory.
-func (v *hostValue) localPath(p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(v.dir, p)
-}
-
 func fileMode(what string, v starlark.Value, def fs.FileMode) (fs.FileMode, error) {
 	if v == nil || v == starlark.None {
 		return def, nil
@@ -272,7 +261,7 @@ func (v *hostValue) upload(th *starlark.Thread, b *starlark.Builtin, args starla
 	if err != nil {
 		return nil, err
 	}
-	if err := hc.UploadFile(v.localPath(src), dest, mode); err != nil {
+	if err := hc.UploadFile(src, dest, mode); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil
@@ -307,7 +296,7 @@ func (v *hostValue) download(th *starlark.Thread, b *starlark.Builtin, args star
 	if err := starlark.UnpackArgs("download", args, kwargs, "remote", &remote, "local", &local); err != nil {
 		return nil, err
 	}
-	if err := hc.DownloadFile(remote, v.localPath(local)); err != nil {
+	if err := hc.DownloadFile(remote, local); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil

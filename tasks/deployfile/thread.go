@@ -141,7 +141,7 @@ func (p *Project) runOnHost(st *threadState, hc *tasks.HostContext, fn starlark.
 	ctx := hc.Ctx()
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
-	v, err := starlark.Call(th, fn, starlark.Tuple{&hostValue{h: hc.Host, hc: hc, dir: p.dir}}, nil)
+	v, err := starlark.Call(th, fn, starlark.Tuple{&hostValue{h: hc.Host, hc: hc}}, nil)
 	if err != nil {
 		return nil, convertErr(ctx, err)
 	}

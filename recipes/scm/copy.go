@@ -1,0 +1,341 @@
+package scm
+
+// The copy strategy is for hosts that cannot reach the repository (or when
+// there is none): the control machine builds ONE archive of the release
+// and uploads it to every host, which extracts it. The archive comes from
+// a local directory (copy_dir) or, when copy_dir is unset, from a git
+// revision of repo_url, fetched and archived on the control machine.
+//
+// Variables (read when each method runs, so command-line overrides count):
+//
+//	copy_dir      unset   a local directory to deploy (a build output, the
+//	                      project itself). A relative path is relative to
+//	                      the Deployfile's directory, where run_locally
+//	                      commands start. Revision.ID is a content digest
+//	                      (the first 16 hex digits of a sha256 over every
+//	                      entry's path, type, permissions, link target and
+//	                      content: not times, so a touch or a fresh checkout
+//	                      does not change it); Revision.Branch is copy_dir.
+//	copy_exclude  []      patterns of paths to leave out, for either source:
+//	                      a name glob without '/' matches at any depth
+//	                      (".git", "*.log"), a pattern with '/' matches the
+//	                      path from the release root ("tmp/cache"), a
+//	                      trailing '/' matches directories only ("log/").
+//	                      On the command line: copy_exclude=.git,log
+//	repo_url, branch, tag, revision, version, repo_tree
+//	                      as for the git strategy, used when copy_dir is
+//	                      unset; the revision is resolved on the control
+//	                      machine only. Revision.ID is the commit sha.
+//
+// Deploying the project directory itself, exclude at least ".git" and
+// "log" (davit writes its run log to log/ while archiving it).
+//
+// The control machine needs git (for a git source); the hosts need tar
+// and gzip. Each host receives the archive as
+// DEPLOY_TO/.davit/upload-<id>.tar.gz, extracts it into the release and
+// removes it; Close removes the control machine's copy.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"unicode"
+
+	"davit/deploy"
+	"davit/tasks"
+)
+
+// copyStrategy is the "copy" strategy. After Resolve it holds the one
+// archive every host receives; Close removes it.
+type copyStrategy struct {
+	mu       sync.Mutex
+	tmp      string // temporary directory on the control machine
+	archive  string // the .tar.gz in tmp
+	resolved *Revision
+}
+
+func (s *copyStrategy) Name() string { return "copy" }
+
+// copyIDPattern is what a copy Revision.ID looks like (a digest prefix or a
+// commit sha); the upload's file name is built from it.
+var copyIDPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+
+// copySource is what the copy strategy reads from variables.
+type copySource struct {
+	dir     string // copy_dir, or "" for a git source
+	exclude *excluder
+	git     gitSource
+}
+
+func readCopySource(c *tasks.Context) (copySource, error) {
+	var s copySource
+	var err error
+	if s.dir, err = optString(c, "copy_dir"); err != nil {
+		return s, err
+	}
+	for _, r := range s.dir {
+		if unicode.IsControl(r) {
+			return s, fmt.Errorf("copy_dir %q: contains a control character (%U)", s.dir, r)
+		}
+	}
+	if strings.HasPrefix(s.dir, "-") {
+		// `cd -` is the previous directory, `cd -x` an option.
+		return s, fmt.Errorf("copy_dir %q: starts with '-' (write ./%s)", s.dir, s.dir)
+	}
+	patterns, err := optStrings(c, "copy_exclude")
+	if err != nil {
+		return s, err
+	}
+	if s.exclude, err = newExcluder(patterns); err != nil {
+		return s, err
+	}
+	if s.dir == "" {
+		if s.git, err = readGitSource(c); err != nil {
+			return s, fmt.Errorf("%w (copy_dir is unset, so the copy strategy archives a git revision)", err)
+		}
+	}
+	return s, nil
+}
+
+// Check reports invalid variables and a host without tar or gzip. What
+// the control machine needs (copy_dir, git access) is reported by Resolve,
+// once, rather than by every host's check.
+func (s *copyStrategy) Check(hc *tasks.HostContext, l deploy.Layout) ([]string, error) {
+	var problems []string
+	if _, err := readCopySource(hc.Context); err != nil {
+		problems = append(problems, err.Error())
+	}
+	ok, err := hc.Test([]string{"command -v tar >/dev/null && command -v gzip >/dev/null"}, tasks.CommandOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("copy check on %s: %w", hc.Host, err)
+	}
+	if !ok {
+		problems = append(problems, "tar or gzip is not installed (both are needed to unpack the release archive)")
+	}
+	return problems, nil
+}
+
+// Resolve builds the archive on the control machine, once per strategy
+// value, and returns its revision.
+func (s *copyStrategy) Resolve(c *tasks.Context) (Revision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resolved != nil {
+		return *s.resolved, nil
+	}
+	src, err := readCopySource(c)
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "davit-copy-")
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: %w", err)
+	}
+	archive := filepath.Join(tmp, "release.tar.gz")
+	var rev Revision
+	if src.dir != "" {
+		rev, err = s.fromDir(c, src, archive)
+	} else {
+		rev, err = s.fromGit(c, src, tmp, archive)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return Revision{}, err
+	}
+	s.tmp, s.archive, s.resolved = tmp, archive, &rev
+	return rev, nil
+}
+
+// fromDir archives copy_dir. The directory is located by a run_locally
+// command (`cd DIR && pwd -P`), so a relative copy_dir means the same as
+// in the Deployfile's own run_locally commands and a missing one fails
+// with the shell's message.
+func (s *copyStrategy) fromDir(c *tasks.Context, src copySource, archive string) (Revision, error) {
+	var abs string
+	err := c.RunLocally(func(hc *tasks.HostContext) error {
+		var err error
+		abs, err = hc.Capture([]string{"pwd", "-P"}, tasks.CommandOptions{Within: src.dir})
+		return err
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: copy_dir %q: %w", src.dir, err)
+	}
+	f, err := os.Create(archive)
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: %w", err)
+	}
+	defer f.Close()
+	a := newArchiveWriter(f)
+	skipped, err := archiveDir(a, abs, src.exclude)
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: archive copy_dir %s: %w", abs, err)
+	}
+	digest, err := a.close()
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: write %s: %w", archive, err)
+	}
+	if len(skipped) > 0 {
+		c.Warn(fmt.Sprintf("copy: left out %d special files (sockets, devices, pipes): %s", len(skipped), listSome(skipped, 10)))
+	}
+	rev := Revision{ID: digest[:16], Branch: filepath.Clean(src.dir)}
+	c.Info(fmt.Sprintf("copy: archived %s (%d files, %s) as %s", abs, a.files, sizeString(archive), rev.ID))
+	return rev, nil
+}
+
+// fromGit resolves the revision on the control machine and archives it
+// from a temporary bare repository there. It first fetches just that
+// commit (depth 1, which servers speaking git protocol v2 allow); a server
+// that refuses gets a full fetch of branches and tags instead.
+func (s *copyStrategy) fromGit(c *tasks.Context, src copySource, tmp, archive string) (Revision, error) {
+	rev, err := resolveGit(c, "copy", src.git, false)
+	if err != nil {
+		return Revision{}, err
+	}
+	bare := filepath.Join(tmp, "repo.git")
+	gitTar := filepath.Join(tmp, "git.tar")
+	url, tree := src.git.url, src.git.tree
+	err = c.RunLocally(func(hc *tasks.HostContext) error {
+		if err := hc.Execute([]string{"git", "init", "--bare", "--quiet", bare}, tasks.CommandOptions{Env: gitEnv()}); err != nil {
+			return err
+		}
+		in := tasks.CommandOptions{Env: gitEnv(), Within: bare}
+		if err := hc.Execute([]string{"git", "fetch", "--quiet", "--depth=1", "--", url, rev.ID}, in); err != nil {
+			c.Warn(fmt.Sprintf("copy: %s refused a fetch of commit %s alone (%s); fetching all branches and tags", url, rev.ID, reason(err)))
+			if err := hc.Execute([]string{"git", "fetch", "--quiet", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}, in); err != nil {
+				return err
+			}
+		}
+		ok, err := hc.Test([]string{"git", "cat-file", "-e", rev.ID + "^{commit}"}, in)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("commit %s (%s) is not in %s", rev.ID, rev.Branch, url)
+		}
+		if tree != "" {
+			if err := checkTree(hc, in, rev, tree); err != nil {
+				return err
+			}
+		}
+		args := []string{"git", "archive", "--format=tar", "-o", gitTar, rev.ID}
+		if tree != "" {
+			args = append(args, tree)
+		}
+		return hc.Execute(args, in)
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: archive %s of %s: %w", rev.ID, url, err)
+	}
+	in, err := os.Open(gitTar)
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: %w", err)
+	}
+	defer in.Close()
+	out, err := os.Create(archive)
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: %w", err)
+	}
+	defer out.Close()
+	a := newArchiveWriter(out)
+	if err := copyTar(a, in, tree, src.exclude); err != nil {
+		return Revision{}, fmt.Errorf("copy: %w", err)
+	}
+	if _, err = a.close(); err == nil {
+		err = out.Close()
+	}
+	if err != nil {
+		return Revision{}, fmt.Errorf("copy: write %s: %w", archive, err)
+	}
+	// Only the archive is needed from here on.
+	in.Close()
+	if err := errors.Join(os.RemoveAll(bare), os.Remove(gitTar)); err != nil {
+		c.Warn(fmt.Sprintf("copy: could not remove temporary files: %v", err))
+	}
+	c.Info(fmt.Sprintf("copy: archived %s of %s (%d files, %s)", rev.ID, url, a.files, sizeString(archive)))
+	return rev, nil
+}
+
+// sizeString is the archive's size for a message.
+func sizeString(p string) string {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "size unknown"
+	}
+	n := float64(st.Size())
+	for _, unit := range []string{"B", "KiB", "MiB", "GiB"} {
+		if n < 1024 || unit == "GiB" {
+			if unit == "B" {
+				return fmt.Sprintf("%d B", st.Size())
+			}
+			return fmt.Sprintf("%.1f %s", n, unit)
+		}
+		n /= 1024
+	}
+	return ""
+}
+
+// Update does nothing: the archive goes straight into the release.
+func (s *copyStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revision) error {
+	return nil
+}
+
+// Release uploads the archive to DEPLOY_TO/.davit/upload-<id>.tar.gz,
+// extracts it into dir and removes it again, whether or not the
+// extraction worked.
+func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revision, dir string) error {
+	fail := func(err error) error { return fmt.Errorf("copy release on %s: %w", hc.Host, err) }
+	if err := checkReleaseDir(dir); err != nil {
+		return fail(err)
+	}
+	s.mu.Lock()
+	archive, resolved := s.archive, s.resolved
+	s.mu.Unlock()
+	switch {
+	case resolved == nil || archive == "":
+		return fail(errors.New("no archive: Resolve has not run (or Close already removed it)"))
+	case resolved.ID != rev.ID:
+		return fail(fmt.Errorf("asked for revision %s, but the archive holds %s", rev.ID, resolved.ID))
+	case !copyIDPattern.MatchString(rev.ID):
+		return fail(fmt.Errorf("revision id %q is not a digest or commit sha", rev.ID))
+	}
+	state := l.State()
+	remote := path.Join(state, "upload-"+rev.ID+".tar.gz")
+	if err := hc.Execute([]string{"mkdir", "-p", state}, tasks.CommandOptions{}); err != nil {
+		return fail(err)
+	}
+	err := hc.UploadFile(archive, remote, 0o600)
+	if err == nil {
+		err = hc.Execute([]string{"tar", "-x", "-z", "-f", remote, "-C", dir}, tasks.CommandOptions{})
+	}
+	if rmErr := hc.Execute([]string{"rm", "-f", "--", remote}, tasks.CommandOptions{}); rmErr != nil && err == nil {
+		err = rmErr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// Close removes the control machine's archive. It may be called more than
+// once.
+func (s *copyStrategy) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tmp := s.tmp
+	s.tmp, s.archive, s.resolved = "", "", nil
+	if tmp == "" {
+		return nil
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("copy: remove %s: %w", tmp, err)
+	}
+	return nil
+}
