@@ -8,6 +8,7 @@ import (
 	"embed"
 	"io/fs"
 
+	"davit/recipes/deploy"
 	"davit/tasks"
 )
 
@@ -22,5 +23,7 @@ func Starlark() fs.FS { return starFiles }
 // of a constructor makes a fresh recipe, so every Deployfile loaded gets
 // its own run state.
 func Go() map[string]func() tasks.Recipe {
-	return map[string]func() tasks.Recipe{}
+	return map[string]func() tasks.Recipe{
+		"deploy": deploy.New,
+	}
 }

@@ -1,0 +1,222 @@
+// Package deploy is davit's Capistrano-compatible deploy recipe: setup,
+// check, lock, update, publish, finish, rollback, cleanup and releases,
+// written in Go against the same task DSL a Deployfile uses. Every step is
+// a task, so users hook before/after any of them exactly as they would in
+// Capistrano.
+//
+// The recipe keeps Capistrano's server layout (deploy.Layout), so a fleet
+// deployed by Capistrano can be taken over and rolled back to a release
+// Capistrano made. What davit needs beyond that layout (the deploy lock and
+// per-release marks) lives under DEPLOY_TO/.davit/.
+//
+// The property the recipe exists for is fleet-wide all-or-nothing: every
+// host finishes deploy:updating before any host's current moves; a failure
+// before publishing removes the new release everywhere; a failure while
+// publishing moves the hosts that switched back to the release they had.
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"sync"
+	"time"
+
+	"davit/deploy"
+	"davit/recipes/scm"
+	"davit/tasks"
+)
+
+// Recipe is the deploy recipe. New makes a fresh one per Deployfile load,
+// and all per-run state lives in it (never in package variables), so two
+// projects loaded in one process never see each other's runs.
+type Recipe struct {
+	// newStrategy makes the SCM strategy the scm variable names.
+	newStrategy func(name string) (scm.Strategy, error)
+	// now is the clock release ids and marks are made from; tests pin it
+	// to prove that two deploys in the same second get different ids.
+	now func() time.Time
+
+	mu  sync.Mutex
+	run *runState // the flow in progress (deploy or rollback), or nil
+}
+
+// New returns the deploy recipe, for use("deploy").
+func New() tasks.Recipe {
+	return &Recipe{newStrategy: scm.New, now: time.Now}
+}
+
+// Variable defaults. Each is documented in README-SECTION.md.
+const (
+	defaultKeepReleases       = 5
+	defaultHealthExpect       = "welcome"
+	defaultHealthTimeoutSecs  = 60
+	defaultCleanupTimeout     = 30 * time.Second
+	defaultHealthInterval     = 500 * time.Millisecond
+	defaultHealthRequestLimit = 10 * time.Second
+)
+
+// SetDefaults gives every variable the recipe reads a default, so `davit
+// -T` and fetch() work before anything is set, and a Deployfile's set()
+// wins whatever the order.
+func (r *Recipe) SetDefaults(v *tasks.Vars) {
+	pos := tasks.Position{File: "recipes/deploy"}
+	def := func(name string, value any) { v.SetDefault(name, value, pos) }
+	lazy := func(name string, fn func() (any, error)) { v.SetDefault(name, tasks.Lazy(fn), pos) }
+
+	lazy("deploy_to", func() (any, error) {
+		app, err := v.FetchString("application")
+		if err != nil {
+			return nil, fmt.Errorf("no deploy_to and no application to derive it from (Capistrano's /var/www/APPLICATION): %w", err)
+		}
+		return "/var/www/" + app, nil
+	})
+	def("scm", "git")
+	def("branch", "main")
+	def("keep_releases", defaultKeepReleases)
+	def("linked_dirs", []any{})
+	def("linked_files", []any{})
+	def("deploy_roles", []any{"all"})
+	def("health_check_url", "")
+	def("health_check_expect", defaultHealthExpect)
+	def("health_check_timeout", defaultHealthTimeoutSecs)
+	def("health_check_roles", []any{"all"})
+	def("health_check_rollback", true)
+	def("publish_batch", "")
+	def("publish_batch_wait", 0)
+	def("tmp_dir", "/tmp")
+	def("rollback_release", "")
+	lazy("local_user", func() (any, error) { return localUser(), nil })
+
+	// Capistrano's path helpers, as variables. release_path is the
+	// release being deployed once deploy:new_release_path ran (or the
+	// rollback target once deploy:revert_release ran); before that it is
+	// current_path, as in Capistrano.
+	path := func(name string, fn func(deploy.Layout) string) {
+		lazy(name, func() (any, error) {
+			l, err := layoutFrom(v)
+			if err != nil {
+				return nil, err
+			}
+			return fn(l), nil
+		})
+	}
+	path("current_path", deploy.Layout.Current)
+	path("releases_path", deploy.Layout.Releases)
+	path("shared_path", deploy.Layout.Shared)
+	path("repo_path", deploy.Layout.Repo)
+	path("release_path", deploy.Layout.Current)
+}
+
+// localUser names the person deploying in revisions.log and the lock, as
+// Capistrano's local_user does.
+func localUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}
+
+// layoutFrom reads and validates deploy_to.
+func layoutFrom(v *tasks.Vars) (deploy.Layout, error) {
+	dt, err := v.FetchString("deploy_to")
+	if err != nil {
+		return deploy.Layout{}, err
+	}
+	if err := deploy.ValidateDeployTo(dt); err != nil {
+		return deploy.Layout{}, err
+	}
+	if len(dt) > 1 && dt[len(dt)-1] == '/' {
+		dt = dt[:len(dt)-1]
+	}
+	return deploy.Layout{DeployTo: dt}, nil
+}
+
+// taskDef is one task of the recipe: name, description (tasks meant to be
+// run by hand have one, as in Capistrano, so -T lists them) and body.
+type taskDef struct {
+	name, desc string
+	run        func(*tasks.Context) error
+}
+
+// hookPoint is a task with an empty body: it exists so users can hook
+// before/after a moment of the flow.
+func hookPoint(*tasks.Context) error { return nil }
+
+func (r *Recipe) taskDefs() []taskDef {
+	defs := []taskDef{
+		// The flows.
+		{"deploy", "Deploy a new release to every host: all hosts switch, or none", r.deployFlow},
+		{"rollback", "Switch every host back to the previous good release (release=ID picks one)", r.rollbackFlow},
+		{"deploy:rollback", "Same as rollback", r.rollbackFlow},
+
+		// Hand-run tasks.
+		{"deploy:setup", "Create the deploy_to layout and linked directories on every host", r.setup},
+		{"deploy:check", "Report everything that would make a deploy fail, on every host at once", r.check},
+		{"deploy:unlock", "Remove the deploy lock (a stale one, left by a deploy that died)", r.unlockTask},
+		{"deploy:cleanup", "Remove old releases beyond keep_releases (never current)", r.cleanupTask},
+		{"releases", "List the releases on every host: revision, time, who, current and bad marks", r.releases},
+
+		// Stages of the deploy flow, in order; hook points.
+		{"deploy:starting", "", r.starting},
+		{"deploy:started", "", hookPoint},
+		{"deploy:updating", "", r.updating},
+		{"deploy:updated", "", hookPoint},
+		{"deploy:reverting", "", r.reverting},
+		{"deploy:reverted", "", hookPoint},
+		{"deploy:publishing", "", r.publishing},
+		{"deploy:published", "", hookPoint},
+		{"deploy:finishing", "", r.finishing},
+		{"deploy:finishing_rollback", "", r.finishingRollback},
+		{"deploy:finished", "", hookPoint},
+		{"deploy:failed", "", hookPoint},
+
+		// Steps.
+		{"deploy:check:directories", "", r.checkDirectories},
+		{"deploy:check:linked_files", "", r.checkLinkedFiles},
+		{"deploy:resolve_revision", "", r.resolveRevision},
+		{"deploy:lock", "", r.lockTask},
+		{"deploy:new_release_path", "", r.newReleasePath},
+		{"deploy:set_current_revision", "", r.setCurrentRevision},
+		{"deploy:symlink:shared", "", r.symlinkShared},
+		{"deploy:symlink:release", "", r.symlinkRelease},
+		{"deploy:health_check", "", r.healthCheck},
+		{"deploy:log_revision", "", r.logRevision},
+		{"deploy:revert_release", "", r.revertRelease},
+		{"deploy:cleanup_rollback", "", r.cleanupRollback},
+	}
+	// Every built-in SCM strategy gets Capistrano's task names
+	// (git:check, git:update, git:create_release), so hooks written for
+	// Capistrano's git tasks carry over. A strategy without tasks of its
+	// own still works, without those hook points.
+	for _, name := range scm.Names() {
+		defs = append(defs,
+			taskDef{name + ":check", "", r.scmCheck},
+			taskDef{name + ":update", "", r.scmUpdate},
+			taskDef{name + ":create_release", "", r.scmCreateRelease},
+		)
+	}
+	return defs
+}
+
+// DefineTasks adds the recipe's tasks. The flow lives in the task bodies
+// (deploy invokes deploy:starting, which invokes deploy:check, ...), as in
+// Capistrano, so a Deployfile that redefines a step replaces just that
+// step and keeps its hooks.
+func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
+	pos := tasks.Position{File: "recipes/deploy"}
+	for _, d := range r.taskDefs() {
+		if err := reg.Define(&tasks.Task{Name: d.name, Desc: d.desc, Pos: pos, Run: d.run}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RegisterHooks wires nothing: the flow's order is in the task bodies, so
+// that every hook point belongs to the user. (Capistrano's framework
+// registers no hooks of its own either.)
+func (r *Recipe) RegisterHooks(*tasks.Registry) error { return nil }

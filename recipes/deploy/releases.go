@@ -1,0 +1,175 @@
+package deploy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"davit/deploy"
+	"davit/tasks"
+)
+
+// releaseRow is one line of the releases table: one release across every
+// host that has it.
+type releaseRow struct {
+	id, revision, by, state, hosts string
+}
+
+// releases is the releases task: one table for the fleet, newest first,
+// with each release's revision, time, deployer and marks; where hosts
+// differ (a release missing somewhere, current or bad on some hosts only,
+// different revisions) the row says which hosts.
+func (r *Recipe) releases(c *tasks.Context) error {
+	st, done, err := r.state(c, opCheck)
+	if err != nil {
+		return err
+	}
+	defer done()
+	script := probeScript(st.layout, true)
+	err = st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
+		out, err := sh(hc, script)
+		if err != nil {
+			return stepError("read releases", err)
+		}
+		hs.probe = parseProbe(out, st.layout)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var probes []hostProbe
+	for _, h := range st.hosts {
+		probes = append(probes, hostProbe{h.String(), st.host(h).probe})
+	}
+	c.Info(releasesTable(probes))
+	return nil
+}
+
+// releasesTable renders the fleet's releases.
+func releasesTable(hosts []hostProbe) string {
+	ids := map[string]bool{}
+	for _, h := range hosts {
+		for _, id := range h.probe.releases {
+			ids[id] = true
+		}
+	}
+	if len(ids) == 0 {
+		var lines []string
+		for _, h := range hosts {
+			if h.probe.missing {
+				lines = append(lines, h.name+": no deploy_to yet")
+			}
+		}
+		return strings.Join(append([]string{"no releases"}, lines...), "\n")
+	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RELEASE\tREVISION\tDEPLOYED AT (UTC)\tBY\tSTATE\tHOSTS")
+	order := sortedKeys(ids)
+	slices.Reverse(order)
+	for _, id := range order {
+		row := releaseRowFor(id, hosts)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row.id, row.revision, releaseTime(id), row.by, row.state, row.hosts)
+	}
+	tw.Flush()
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func releaseTime(id string) string {
+	t, err := time.Parse(deploy.ReleaseIDFormat, id)
+	if err != nil {
+		return "-"
+	}
+	return t.Format("2006-01-02 15:04:05")
+}
+
+func releaseRowFor(id string, hosts []hostProbe) releaseRow {
+	var present, missing []string
+	revs := map[string][]string{}
+	users := map[string]bool{}
+	states := map[string][]string{}
+	for _, h := range hosts {
+		p := h.probe
+		if !p.has(id) {
+			missing = append(missing, h.name)
+			continue
+		}
+		present = append(present, h.name)
+		m := p.marks[id]
+		rev := p.revisions[id]
+		if rev == "" {
+			rev = m.get("revision")
+		}
+		if rev == "" {
+			rev = p.logged[id].revision
+		}
+		revs[shortRev(rev)] = append(revs[shortRev(rev)], h.name)
+		user := m.get("user")
+		if user == "" {
+			user = p.logged[id].user
+		}
+		if user != "" {
+			users[user] = true
+		}
+		if p.currentID == id {
+			states["current"] = append(states["current"], h.name)
+		}
+		switch s := p.releaseState(id, ""); s {
+		case stateBad, stateFailed:
+			states[s] = append(states[s], h.name)
+		}
+	}
+	row := releaseRow{id: id, by: strings.Join(sortedKeys(users), ",")}
+	if row.by == "" {
+		row.by = "-"
+	}
+	// The revision: one value, or each value with its hosts.
+	if len(revs) == 1 {
+		for rv := range revs {
+			row.revision = orDash(rv)
+		}
+	} else {
+		var parts []string
+		for _, rv := range sortedKeys(revs) {
+			parts = append(parts, orDash(rv)+" on "+strings.Join(revs[rv], ","))
+		}
+		row.revision = strings.Join(parts, "; ")
+	}
+	var marks []string
+	for _, s := range []string{"current", stateBad, stateFailed} {
+		hs := states[s]
+		switch {
+		case len(hs) == 0:
+		case len(hs) == len(present):
+			marks = append(marks, s)
+		default:
+			marks = append(marks, s+" on "+strings.Join(hs, ","))
+		}
+	}
+	row.state = strings.Join(marks, ", ")
+	if row.state == "" {
+		row.state = "-"
+	}
+	if len(missing) == 0 {
+		row.hosts = "all"
+	} else {
+		row.hosts = strings.Join(present, ",") + " (missing on " + strings.Join(missing, ",") + ")"
+	}
+	return row
+}
+
+func shortRev(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
