@@ -37,6 +37,10 @@ type CommandOptions struct {
 	PTY bool
 	// Stdin, if set, is fed to the command.
 	Stdin io.Reader
+	// Label says what the command does in a few words ("take the deploy
+	// lock"). The pretty format shows it instead of a long generated
+	// script; the other formats and the run log keep the full command.
+	Label string
 }
 
 // CommandError is a command that failed on a host: it exited non-zero, or
@@ -198,7 +202,7 @@ func (h *HostContext) run(args []string, opts CommandOptions, capture io.Writer,
 	}
 	id := h.Context.Executor.nextID.Add(1)
 	disp := display(c)
-	h.emit(output.Event{Kind: output.CommandStart, ID: id, Command: disp})
+	h.emit(output.Event{Kind: output.CommandStart, ID: id, Command: disp, Label: opts.Label})
 	stderrTail := &tail{n: stderrTailLines}
 	outW := output.NewLineWriter(func(l string) {
 		h.emit(output.Event{Kind: output.Output, ID: id, Stream: output.Stdout, Line: l})
@@ -220,7 +224,7 @@ func (h *HostContext) run(args []string, opts CommandOptions, capture io.Writer,
 	outW.Flush()
 	errW.Flush()
 	status := -1
-	end := output.Event{Kind: output.CommandEnd, ID: id, Command: disp, Duration: time.Since(start), Test: test}
+	end := output.Event{Kind: output.CommandEnd, ID: id, Command: disp, Label: opts.Label, Duration: time.Since(start), Test: test}
 	if res != nil {
 		status = res.ExitStatus
 		end.Duration = res.Duration

@@ -35,8 +35,11 @@ type Event struct {
 	// commands run on one host at once.
 	ID      uint64 `json:"id,omitempty"`
 	Command string `json:"command,omitempty"`
-	Stream  Stream `json:"stream,omitempty"`
-	Line    string `json:"line,omitempty"`
+	// Label is a short description of the command for people, shown by
+	// the pretty format in place of a long generated script.
+	Label  string `json:"label,omitempty"`
+	Stream Stream `json:"stream,omitempty"`
+	Line   string `json:"line,omitempty"`
 	// ExitStatus is set on CommandEnd; -1 when the command did not finish.
 	ExitStatus *int `json:"exit_status,omitempty"`
 	// Test marks a command run as a condition (a host's test()): a

@@ -29,10 +29,12 @@ type jsonEvent struct {
 	Host    string `json:"host,omitempty"`
 	ID      uint64 `json:"id,omitempty"`
 	Command string `json:"command,omitempty"`
+	Label   string `json:"label,omitempty"`
 	Stream  Stream `json:"stream,omitempty"`
 	// Line is a pointer so that an empty output line is still reported.
 	Line       *string  `json:"line,omitempty"`
 	ExitStatus *int     `json:"exit_status,omitempty"`
+	Test       bool     `json:"test,omitempty"`
 	DurationS  *float64 `json:"duration_s,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	Level      string   `json:"level,omitempty"`
@@ -47,8 +49,10 @@ func (j *JSON) Emit(e Event) {
 		Host:       e.Host,
 		ID:         e.ID,
 		Command:    e.Command,
+		Label:      e.Label,
 		Stream:     e.Stream,
 		ExitStatus: e.ExitStatus,
+		Test:       e.Test,
 		Error:      e.Error,
 		Level:      e.Level,
 	}

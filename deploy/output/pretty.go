@@ -64,9 +64,9 @@ func (p *Pretty) Emit(e Event) {
 		b.WriteString(p.paint(ansiBold, "== "+e.Task) + "\n")
 	case CommandStart:
 		if p.opts.Verbose {
-			fmt.Fprintf(&b, "%s %s %s\n", p.host(e.Host), p.paint(ansiBlue, "→"), oneLine(e.Command))
+			fmt.Fprintf(&b, "%s %s %s\n", p.host(e.Host), p.paint(ansiBlue, "→"), oneLine(shown(e)))
 		} else {
-			p.cmds[key] = &tail{command: e.Command}
+			p.cmds[key] = &tail{command: shown(e)}
 		}
 	case Output:
 		t := p.cmds[key]
@@ -83,7 +83,7 @@ func (p *Pretty) Emit(e Event) {
 	case CommandEnd:
 		t := p.cmds[key]
 		delete(p.cmds, key)
-		command := e.Command
+		command := shown(e)
 		if command == "" && t != nil {
 			command = t.command
 		}
@@ -185,4 +185,13 @@ func (t *tail) each(fn func(outLine)) {
 	for i := range t.lines {
 		fn(t.lines[(t.next+i)%len(t.lines)])
 	}
+}
+
+// shown is how the pretty format names a command: its label when it has
+// one (generated scripts are long), else the command itself.
+func shown(e Event) string {
+	if e.Label != "" {
+		return e.Label
+	}
+	return e.Command
 }

@@ -171,3 +171,20 @@ func TestPrettyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// A labelled command shows its label in pretty output; the JSON format
+// keeps both.
+func TestPrettyLabel(t *testing.T) {
+	var buf bytes.Buffer
+	p := NewPretty(&buf, PrettyOptions{})
+	p.Emit(Event{Kind: CommandStart, Host: "web1", ID: 7, Command: "mkdir /srv/.davit/lock && echo user=me > ...", Label: "take the deploy lock"})
+	p.Emit(Event{Kind: CommandEnd, Host: "web1", ID: 7, Command: "mkdir /srv/.davit/lock && echo user=me > ...", Label: "take the deploy lock", ExitStatus: status(0), Duration: time.Millisecond})
+	if got := buf.String(); got != "web1 ✔ take the deploy lock (1ms)\n" {
+		t.Errorf("pretty: %q", got)
+	}
+	var js bytes.Buffer
+	NewJSON(&js).Emit(Event{Kind: CommandStart, Host: "web1", ID: 7, Command: "mkdir x", Label: "take the deploy lock"})
+	if !strings.Contains(js.String(), `"command":"mkdir x"`) || !strings.Contains(js.String(), `"label":"take the deploy lock"`) {
+		t.Errorf("json: %s", js.String())
+	}
+}

@@ -11,7 +11,7 @@ import (
 const Redacted = "[REDACTED]"
 
 // NewRedactor returns a sink that replaces every occurrence of each secret
-// in an event's Command, Line and Error with [REDACTED] before passing it
+// in an event's Command, Label, Line and Error with [REDACTED] before passing it
 // to next. Put it in front of everything (terminal format and run log):
 //
 //	sink := output.NewRedactor(output.Multi(pretty, log), vars.Secrets)
@@ -52,6 +52,7 @@ type secretSet struct {
 func (r *redactor) Emit(e Event) {
 	if set := r.current(); len(set.values) > 0 {
 		e.Command = set.redact(e.Command)
+		e.Label = set.redact(e.Label)
 		e.Line = set.redact(e.Line)
 		e.Error = set.redact(e.Error)
 	}
