@@ -37,6 +37,10 @@ type Pretty struct {
 	w         io.Writer
 	hostWidth int
 	cmds      map[cmdKey]*tail
+	// header is the task whose "== name" line was printed last. Headers
+	// are printed when a task first shows something, so the many tasks of
+	// a flow that only group others (or are hook points) stay silent.
+	header string
 }
 
 // cmdKey identifies one command: IDs are unique per host at least.
@@ -58,10 +62,15 @@ func (p *Pretty) Emit(e Event) {
 		p.hostWidth = n
 	}
 	var b strings.Builder
+	if e.Kind != TaskStart && e.Kind != TaskEnd && e.Task != "" && e.Task != p.header && !p.buffered(e) {
+		b.WriteString(p.paint(ansiBold, "== "+e.Task) + "\n")
+		p.header = e.Task
+	}
 	key := cmdKey{e.Host, e.ID}
 	switch e.Kind {
-	case TaskStart:
-		b.WriteString(p.paint(ansiBold, "== "+e.Task) + "\n")
+	case TaskStart, TaskEnd:
+		// Silent: see header. A failure already showed on its command, and
+		// a task's error reaches the user once, from the CLI.
 	case CommandStart:
 		if p.opts.Verbose {
 			fmt.Fprintf(&b, "%s %s %s\n", p.host(e.Host), p.paint(ansiBlue, "→"), oneLine(shown(e)))
@@ -119,10 +128,6 @@ func (p *Pretty) Emit(e Event) {
 		for _, l := range messageLines(e.Line) {
 			b.WriteString(prefix + p.paint(color, level(e)+":") + " " + l + "\n")
 		}
-	case TaskEnd:
-		// Silent: a failure already showed on its command, and a task's
-		// error reaches the user once, from the CLI, not once per
-		// enclosing task.
 	}
 	if b.Len() > 0 {
 		io.WriteString(p.w, b.String())
@@ -194,4 +199,13 @@ func shown(e Event) string {
 		return e.Label
 	}
 	return e.Command
+}
+
+// buffered reports events that print nothing now: a command's start and
+// output wait for its end unless verbose.
+func (p *Pretty) buffered(e Event) bool {
+	if p.opts.Verbose {
+		return false
+	}
+	return e.Kind == CommandStart || (e.Kind == Output && e.ID != 0)
 }

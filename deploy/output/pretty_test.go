@@ -188,3 +188,24 @@ func TestPrettyLabel(t *testing.T) {
 		t.Errorf("json: %s", js.String())
 	}
 }
+
+// Task headers appear only for tasks that show something: hook points and
+// tasks that only invoke others stay silent.
+func TestPrettyHeadersOnlyForTasksWithOutput(t *testing.T) {
+	var buf bytes.Buffer
+	p := NewPretty(&buf, PrettyOptions{})
+	p.Emit(Event{Kind: TaskStart, Task: "deploy"})
+	p.Emit(Event{Kind: TaskStart, Task: "deploy:starting"})
+	p.Emit(Event{Kind: TaskEnd, Task: "deploy:starting"})
+	p.Emit(Event{Kind: TaskStart, Task: "deploy:check"})
+	p.Emit(Event{Kind: CommandStart, Task: "deploy:check", Host: "web1", ID: 1, Command: "true"})
+	p.Emit(Event{Kind: CommandEnd, Task: "deploy:check", Host: "web1", ID: 1, Command: "true", ExitStatus: status(0), Duration: time.Millisecond})
+	p.Emit(Event{Kind: CommandStart, Task: "deploy:check", Host: "web1", ID: 2, Command: "true"})
+	p.Emit(Event{Kind: CommandEnd, Task: "deploy:check", Host: "web1", ID: 2, Command: "true", ExitStatus: status(0), Duration: time.Millisecond})
+	p.Emit(Event{Kind: TaskEnd, Task: "deploy:check"})
+	p.Emit(Event{Kind: Message, Task: "deploy", Line: "done"})
+	want := "== deploy:check\nweb1 ✔ true (1ms)\nweb1 ✔ true (1ms)\n== deploy\ninfo: done\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
