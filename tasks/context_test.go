@@ -254,14 +254,14 @@ func TestCommands(t *testing.T) {
 	})
 	must(t, err)
 
-	starts := rec.kinds(output.CommandStart)
+	starts := rec.Of(output.CommandStart)
 	if len(starts) == 0 || starts[0].Command != "echo $GREETING $N $EXTRA; pwd; umask (in "+dir+")" || starts[0].Host != "web1" || starts[0].Task == "" {
 		t.Fatalf("first CommandStart = %+v", starts[0])
 	}
 	id := starts[0].ID
 	var lines []string
 	var end *output.Event
-	for _, ev := range rec.all() {
+	for _, ev := range rec.Events() {
 		if ev.ID != id {
 			continue
 		}
@@ -285,7 +285,7 @@ func TestCommands(t *testing.T) {
 		}
 		ids[ev.ID] = true
 	}
-	msgs := rec.kinds(output.Message)
+	msgs := rec.Of(output.Message)
 	if len(msgs) != 1 || msgs[0].Line != "done here" || msgs[0].Host != "web1" || msgs[0].Level != "info" {
 		t.Errorf("messages %+v", msgs)
 	}
@@ -311,7 +311,7 @@ func TestRunAsUser(t *testing.T) {
 		})
 	})
 	must(t, err)
-	if s := rec.kinds(output.CommandStart); len(s) != 1 || s[0].Command != "id -un (in / as nobody)" || s[0].Host != "localhost" {
+	if s := rec.Of(output.CommandStart); len(s) != 1 || s[0].Command != "id -un (in / as nobody)" || s[0].Host != "localhost" {
 		t.Errorf("CommandStart %+v", s)
 	}
 }

@@ -34,13 +34,13 @@ func TestHooksOrder(t *testing.T) {
 		t.Fatalf("ran %v, want %v", log, want)
 	}
 	var starts []string
-	for _, ev := range rec.kinds(output.TaskStart) {
+	for _, ev := range rec.Of(output.TaskStart) {
 		starts = append(starts, ev.Task)
 	}
 	if !reflect.DeepEqual(starts, want) {
 		t.Errorf("TaskStart events %v, want %v", starts, want)
 	}
-	if n := len(rec.kinds(output.TaskEnd)); n != len(want) {
+	if n := len(rec.Of(output.TaskEnd)); n != len(want) {
 		t.Errorf("%d TaskEnd events, want %d", n, len(want))
 	}
 }
@@ -181,7 +181,7 @@ func TestTaskErrorAndPanic(t *testing.T) {
 	if err == nil || err.Error() != "task boom failed: kaput" {
 		t.Fatalf("got %v", err)
 	}
-	ends := rec.kinds(output.TaskEnd)
+	ends := rec.Of(output.TaskEnd)
 	if len(ends) != 2 || ends[0].Error != "kaput" || ends[1].Task != "wrapper" {
 		t.Errorf("TaskEnd events %+v", ends)
 	}

@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"testing"
 
@@ -10,36 +9,11 @@ import (
 
 	"davit/deploy"
 	"davit/deploy/backend/local"
-	"davit/deploy/output"
+	"davit/deploy/output/outputtest"
 )
 
-// recorder is a Sink that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []output.Event
-}
-
-func (r *recorder) Emit(ev output.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) all() []output.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events)
-}
-
-func (r *recorder) kinds(k output.Kind) []output.Event {
-	var out []output.Event
-	for _, ev := range r.all() {
-		if ev.Kind == k {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
+// recorder keeps every event of a run.
+type recorder struct{ outputtest.Recorder }
 
 // localHosts makes hosts that all run on this machine through the local
 // backend, so multi-host behaviour is tested with real commands.

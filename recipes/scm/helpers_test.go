@@ -17,31 +17,17 @@ import (
 	"davit/deploy"
 	"davit/deploy/backend/local"
 	"davit/deploy/output"
+	"davit/deploy/output/outputtest"
 	"davit/tasks"
 )
 
-// recorder is a Sink that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []output.Event
-}
-
-func (r *recorder) Emit(ev output.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) all() []output.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events)
-}
+// recorder keeps every event of a run.
+type recorder struct{ outputtest.Recorder }
 
 // commands returns the Command of every CommandStart event.
 func (r *recorder) commands() []string {
 	var out []string
-	for _, ev := range r.all() {
+	for _, ev := range r.Events() {
 		if ev.Kind == output.CommandStart {
 			out = append(out, ev.Command)
 		}
@@ -52,7 +38,7 @@ func (r *recorder) commands() []string {
 // messages returns the text of every Message event.
 func (r *recorder) messages() []string {
 	var out []string
-	for _, ev := range r.all() {
+	for _, ev := range r.Events() {
 		if ev.Kind == output.Message {
 			out = append(out, ev.Level+": "+ev.Line)
 		}

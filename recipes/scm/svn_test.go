@@ -242,7 +242,7 @@ func TestSVNCredentials(t *testing.T) {
 			t.Errorf("command line holds the password: %q", l)
 		}
 	}
-	for _, ev := range e.rec.all() {
+	for _, ev := range e.rec.Events() {
 		for _, f := range []string{ev.Command, ev.Line, ev.Error} {
 			if strings.Contains(f, "Tr0ub4dor") {
 				t.Errorf("event holds the password: %+v", ev)

@@ -45,38 +45,14 @@ func reqString(c *tasks.Context, name string) (string, error) {
 	return s, nil
 }
 
-// optStrings reads an optional list of strings: a list, or one string (a
-// command-line override "a,b" is split on commas, as tasks.Vars does).
+// optStrings reads an optional list of strings (see tasks.Vars.FetchStrings
+// for the forms accepted); unset means none.
 func optStrings(c *tasks.Context, name string) ([]string, error) {
 	v, err := c.FetchOr(name, nil)
-	if err != nil {
+	if err != nil || v == nil {
 		return nil, err
 	}
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		var out []string
-		for _, s := range strings.Split(x, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-		return out, nil
-	case []string:
-		return x, nil
-	case []any:
-		out := make([]string, len(x))
-		for i, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("variable %s: element %d is %T, want a string", name, i, e)
-			}
-			out[i] = s
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("variable %s: want a list of strings, have %T", name, v)
+	return c.Executor.Vars.FetchStrings(name)
 }
 
 // overridden reports whether name was given on the command line.

@@ -256,14 +256,14 @@ task("t", t)
 		}
 	}
 	var cmds []string
-	for _, ev := range rec.kinds(output.CommandStart) {
+	for _, ev := range rec.Of(output.CommandStart) {
 		cmds = append(cmds, ev.Command)
 	}
 	if len(cmds) != 6 || cmds[0] != "echo hello > out.txt (in "+dir+")" || cmds[3] != "cat "+dir+"/out.txt" {
 		t.Errorf("commands %q", cmds)
 	}
 	var out []string
-	for _, ev := range rec.kinds(output.Output) {
+	for _, ev := range rec.Of(output.Output) {
 		out = append(out, ev.Line)
 	}
 	if !reflect.DeepEqual(out, []string{"hello"}) {
@@ -342,7 +342,7 @@ task("t", lambda ctx: on(roles("app"), xfer))
 	if got := readFile(t, filepath.Join(dir, "back", "config.ini")); got != "key = value\n" {
 		t.Errorf("downloaded %q", got)
 	}
-	if n := len(rec.kinds(output.CommandEnd)); n != 4 {
+	if n := len(rec.Of(output.CommandEnd)); n != 4 {
 		t.Errorf("%d transfer events, want 4", n)
 	}
 }

@@ -7,42 +7,22 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"davit/deploy"
 	"davit/deploy/backend/local"
 	"davit/deploy/output"
+	"davit/deploy/output/outputtest"
 	"davit/recipes"
 	"davit/tasks"
 )
 
-type recorder struct {
-	mu     sync.Mutex
-	events []output.Event
-}
-
-func (r *recorder) Emit(ev output.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recorder) kinds(k output.Kind) []output.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []output.Event
-	for _, ev := range r.events {
-		if ev.Kind == k {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
+// recorder keeps every event of a run.
+type recorder struct{ outputtest.Recorder }
 
 func (r *recorder) messages() []string {
 	var out []string
-	for _, ev := range r.kinds(output.Message) {
+	for _, ev := range r.Of(output.Message) {
 		s := ev.Level + ":" + ev.Line
 		if ev.Host != "" {
 			s = ev.Host + ":" + s

@@ -300,7 +300,7 @@ set("doctor_tools", ["sh", "tar"])
 		t.Errorf("doctor task: %+v %v", tk, err)
 	}
 	var cmds []string
-	for _, ev := range rec.kinds(output.CommandStart) {
+	for _, ev := range rec.Of(output.CommandStart) {
 		cmds = append(cmds, ev.Host+": "+ev.Command)
 	}
 	want := []string{"localhost: uname -sr && id -un", "localhost: command -v sh", "localhost: command -v tar"}
