@@ -347,19 +347,20 @@ func (r *Recipe) cleanupRollback(c *tasks.Context) error {
 	if st == nil || st.op != opRollback {
 		return fmt.Errorf("%s runs inside rollback", c.Task.Name)
 	}
+	return r.runStep(c, st, c.Task.Name, r.planCleanupRollback)
+}
+
+func (r *Recipe) planCleanupRollback(c *tasks.Context, st *runState) (hostPlan, error) {
 	target := st.release()
 	now := r.now().UTC().Format(timeFormat)
-	return st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
+	return func(hc *tasks.HostContext, hs *hostState) (*hostWork, error) {
 		from := hs.probe.currentID
 		if from == "" || from == target {
-			return nil
+			return nil, nil
 		}
 		script := keyValues("state", stateBad, "bad_at", now, "bad_by", st.user, "rolled_back_to", target) + " >> " + q(st.layout.Marks()+"/"+from)
-		if _, err := sh(hc, "mkdir -p "+q(st.layout.Marks())+" && "+script); err != nil {
-			return stepError("mark release "+from+" bad", err)
-		}
-		return nil
-	})
+		return &hostWork{step: tasks.Step{Name: "mark release " + from + " bad", Script: "mkdir -p " + q(st.layout.Marks()) + " && " + script}}, nil
+	}, nil
 }
 
 // batches splits the deploy hosts by publish_batch: one batch (all at
@@ -641,7 +642,7 @@ func (r *Recipe) removeRelease(c *tasks.Context, st *runState, hosts []*deploy.H
 	}
 	_ = c.On(made, nil, func(hc *tasks.HostContext) error {
 		hs := st.host(hc.Host)
-		if _, err := sh(hc, removeReleaseScript(st.layout, id)); err != nil {
+		if _, err := sh(hc, "remove release "+id, removeReleaseScript(st.layout, id)); err != nil {
 			hs.outcome = fmt.Sprintf("still on %s, but new release %s is left behind (%s); deploy:cleanup removes it", was(hs), id, reason(err))
 			return err
 		}
@@ -673,7 +674,7 @@ func (r *Recipe) restore(c *tasks.Context, st *runState) string {
 		} else {
 			script = "rm -f " + q(st.layout.Current()) // there was no current before
 		}
-		if _, err := sh(hc, script); err != nil {
+		if _, err := sh(hc, "move current back to "+was(hs), script); err != nil {
 			hs.outcome = fmt.Sprintf("NOT moved back: may still be on %s (%s)", id, reason(err))
 			return err
 		}

@@ -83,6 +83,30 @@ func (c counting) Resolve(tc *tasks.Context) (scm.Revision, error) {
 	return c.Strategy.Resolve(tc)
 }
 
+// scriptedTimer is what the git and svn strategies implement beyond
+// Strategy; countingScripted keeps it visible through the wrapper, so the
+// recipe runs their steps in its own commands as it does in production.
+type scriptedTimer interface {
+	scm.Scripted
+	scm.RevisionTimer
+}
+
+type countingScripted struct {
+	scriptedTimer
+	resolves *atomic.Int32
+}
+
+func (c countingScripted) Resolve(tc *tasks.Context) (scm.Revision, error) {
+	c.resolves.Add(1)
+	return c.scriptedTimer.Resolve(tc)
+}
+
+// countingTimer keeps the copy strategy's RevisionTime visible.
+type countingTimer struct {
+	counting
+	scm.RevisionTimer
+}
+
 // env is one test's fleet: sshd hosts with a private /srv/davit-test
 // each, or this machine alone (local backend).
 type env struct {
@@ -101,6 +125,9 @@ type env struct {
 	hostNames []string
 	// broken holds the names of hosts whose application answers 500.
 	broken sync.Map
+	// limit, if set, declares only the fleet's first limit servers, so a
+	// benchmark can use part of a fleet it started once.
+	limit int
 }
 
 func newSSHEnv(t testing.TB, n int) *env {
@@ -121,7 +148,7 @@ func (e *env) hostsDecl() string {
 		return `server("localhost", roles = ["app", "web"], primary = True` + e.props["localhost"] + `)`
 	}
 	var decl []string
-	for i, s := range e.fleet.Servers {
+	for i, s := range e.fleet.Servers[:e.n()] {
 		primary := ""
 		if i == 0 {
 			primary = ", primary = True"
@@ -184,8 +211,11 @@ func (e *env) dir(i int) string {
 }
 
 func (e *env) n() int {
-	if e.fleet == nil {
+	switch {
+	case e.fleet == nil:
 		return 1
+	case e.limit > 0:
+		return min(e.limit, len(e.fleet.Servers))
 	}
 	return len(e.fleet.Servers)
 }
@@ -257,6 +287,12 @@ func (e *env) newRecipe() tasks.Recipe {
 		s, err := real(name)
 		if err != nil {
 			return nil, err
+		}
+		switch x := s.(type) {
+		case scriptedTimer:
+			return countingScripted{x, &e.resolves}, nil
+		case scm.RevisionTimer:
+			return countingTimer{counting{s, &e.resolves}, x}, nil
 		}
 		return counting{s, &e.resolves}, nil
 	}

@@ -37,6 +37,10 @@ type Recipe struct {
 	// to prove that two deploys in the same second get different ids.
 	now func() time.Time
 
+	// own holds the tasks this recipe defined, so it can tell when a
+	// Deployfile replaced one (whose work then never shares a command).
+	own map[string]*tasks.Task
+
 	mu  sync.Mutex
 	run *runState // the flow in progress (deploy or rollback), or nil
 }
@@ -208,10 +212,13 @@ func (r *Recipe) taskDefs() []taskDef {
 // step and keeps its hooks.
 func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
 	pos := tasks.Position{File: "recipes/deploy"}
+	r.own = map[string]*tasks.Task{}
 	for _, d := range r.taskDefs() {
-		if err := reg.Define(&tasks.Task{Name: d.name, Desc: d.desc, Pos: pos, Run: d.run}); err != nil {
+		t := &tasks.Task{Name: d.name, Desc: d.desc, Pos: pos, Run: d.run}
+		if err := reg.Define(t); err != nil {
 			return err
 		}
+		r.own[d.name] = t
 	}
 	return nil
 }

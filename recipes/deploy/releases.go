@@ -27,9 +27,9 @@ func (r *Recipe) releases(c *tasks.Context) error {
 		return err
 	}
 	defer done()
-	script := probeScript(st.layout, true)
+	script := probeScript(st.layout, true, "")
 	err = st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
-		out, err := sh(hc, script)
+		out, err := sh(hc, "read releases", script)
 		if err != nil {
 			return stepError("read releases", err)
 		}

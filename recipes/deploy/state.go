@@ -71,6 +71,8 @@ type serverState struct {
 	marks    map[string]*mark
 	// lock is the lock's info, nil when no lock is held.
 	lock *lockInfo
+	// cached: the SCM strategy's cache (the git mirror) exists.
+	cached bool
 	// revisions maps release id to its REVISION file (full probes only).
 	revisions map[string]string
 	// logged maps release id to what revisions.log says about its deploy
@@ -170,6 +172,7 @@ const (
 	secLock     = "@@ lock"
 	secRevision = "@@ revision"
 	secLog      = "@@ log"
+	secCached   = "@@ cached"
 )
 
 // readLines prints every line of file (with prefix), even a last line
@@ -182,9 +185,14 @@ func readLines(file, prefix string) string {
 // probeScript prints the host's layout state in one round trip, with one
 // exec (readlink) and builtins otherwise. full adds every release's
 // REVISION and the deploy lines of revisions.log, which only the releases
-// table needs.
-func probeScript(l deploy.Layout, full bool) string {
-	s := "cd " + q(l.DeployTo) + " 2>/dev/null || { echo " + q(secMissing) + "; exit 0; }; " +
+// table needs. cacheFile, if set, is the SCM cache's file to test for, so
+// the update step knows whether to make the cache or refresh it.
+func probeScript(l deploy.Layout, full bool, cacheFile string) string {
+	s := "cd " + q(l.DeployTo) + " 2>/dev/null || { echo " + q(secMissing) + "; exit 0; }; "
+	if cacheFile != "" {
+		s += "[ -f " + q(cacheFile) + " ] && echo " + q(secCached) + "; "
+	}
+	s += "" +
 		"echo " + q(secCurrent) + "; if [ -L current ]; then readlink current; elif [ -e current ]; then echo " + q(secNotLink) + "; fi; " +
 		"echo " + q(secReleases) + "; for f in releases/*; do [ -d \"$f\" ] && echo \"${f#releases/}\"; done; " +
 		"echo " + q(secMarks) + "; for f in .davit/releases/*; do [ -f \"$f\" ] || continue; n=${f##*/}; " + readLines("\"$f\"", "\"$n:\"") + "; done; " +
@@ -216,6 +224,8 @@ func parseProbe(out string, l deploy.Layout) *serverState {
 				s.missing = true
 			case secNotLink:
 				s.currentNotLink = true
+			case secCached:
+				s.cached = true
 			}
 			continue
 		}

@@ -20,9 +20,10 @@ import (
 const exitReleaseExists = 17
 
 // sh runs one shell line (built by this package from constant syntax and
-// q()-quoted values) and returns its stdout.
-func sh(hc *tasks.HostContext, script string) (string, error) {
-	return hc.Capture([]string{script}, tasks.CommandOptions{})
+// q()-quoted values) and returns its stdout. label is what the pretty
+// output shows instead of the script.
+func sh(hc *tasks.HostContext, label, script string) (string, error) {
+	return hc.Capture([]string{script}, tasks.CommandOptions{Label: label})
 }
 
 // linkedPaths returns linked_dirs and linked_files, refusing paths that
@@ -94,7 +95,9 @@ func dirsScript(l deploy.Layout, shared []string, lock bool) string {
 	for _, d := range base {
 		w = append(w, q(d))
 	}
-	s := "out=$(mkdir -p -- " + strings.Join(mk, " ") + " 2>&1) || printf '%s\\n' \"$out\" | sed 's/^/problem: /'; " +
+	// mkdir runs only when a directory is missing: on a set-up host the
+	// check forks nothing but its own shell.
+	s := "for d in " + strings.Join(mk, " ") + "; do [ -d \"$d\" ] || { out=$(mkdir -p -- " + strings.Join(mk, " ") + " 2>&1) || printf '%s\\n' \"$out\" | sed 's/^/problem: /'; break; }; done; " +
 		"for d in " + strings.Join(w, " ") + "; do if [ -d \"$d\" ] && [ ! -w \"$d\" ]; then printf 'problem: %s is not writable\\n' \"$d\"; fi; done; " +
 		"if [ -e " + q(l.Current()) + " ] && [ ! -L " + q(l.Current()) + " ]; then printf 'problem: %s is not a symlink (move it away so davit can manage it)\\n' " + q(l.Current()) + "; fi; "
 	if lock {
@@ -124,8 +127,10 @@ func parseProblems(out string) (problems []string, lock *lockInfo) {
 	return problems, lock
 }
 
-// checkStep runs fn on every deploy host. Inside deploy:check, whatever a
-// host reports (and any failure to reach it) is recorded as that host's
+// checkStep runs fn on every deploy host: the check of a strategy whose
+// work is not shell steps (copy), which therefore runs in commands of its
+// own (checkTask runs the others). Inside deploy:check, whatever a host
+// reports (and any failure to reach it) is recorded as that host's
 // problem so deploy:check can list every host and every problem at once;
 // run on its own, the step fails with the problems it found.
 func (r *Recipe) checkStep(c *tasks.Context, step string, fn func(*tasks.HostContext, *runState) ([]string, error)) error {
@@ -232,50 +237,100 @@ func (r *Recipe) check(c *tasks.Context) error {
 	return problemsError(st.hosts, problems)
 }
 
+// checkTask runs a check step as task c.Task. Inside deploy:check its
+// problems join the run's list (and its command may carry the next
+// checks' steps too); run on its own, it fails with the problems it found.
+func (r *Recipe) checkTask(c *tasks.Context, plan planFunc) error {
+	st, done, err := r.state(c, opCheck)
+	if err != nil {
+		return err
+	}
+	defer done()
+	st.mu.Lock()
+	checking, saved := st.checking, st.problems
+	if !checking {
+		st.problems = map[string][]string{}
+	}
+	st.mu.Unlock()
+	err = r.runStep(c, st, c.Task.Name, plan)
+	if checking {
+		return err
+	}
+	st.mu.Lock()
+	own := st.problems
+	st.problems = saved
+	st.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return problemsError(st.hosts, own)
+}
+
+// checkWork is a check's step on one host: what its output reports, and
+// its failure (a lost connection), become the host's problems.
+func checkWork(st *runState, h *deploy.Host, task string, step tasks.Step, parse func(string) []string) *hostWork {
+	return &hostWork{
+		step: step,
+		done: func(out string) error {
+			for _, p := range parse(out) {
+				st.problem(h, p)
+			}
+			return nil
+		},
+		failed: func(err error) error {
+			st.problem(h, stepError(task, err).Error())
+			return nil
+		},
+	}
+}
+
 // checkDirectories is deploy:check:directories: it makes the layout's
 // directories and the shared directories linked paths need, and reports
 // what it cannot make or write, a current that is not a symlink, and a
 // deploy lock held by someone else.
 func (r *Recipe) checkDirectories(c *tasks.Context) error {
+	return r.checkTask(c, r.planCheckDirectories)
+}
+
+func (r *Recipe) planCheckDirectories(c *tasks.Context, st *runState) (hostPlan, error) {
 	dirs, files, err := linkedPaths(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return r.checkStep(c, "deploy:check:directories", func(hc *tasks.HostContext, st *runState) ([]string, error) {
-		out, err := sh(hc, dirsScript(st.layout, sharedDirs(st.layout, dirs, files), true))
-		if err != nil {
-			return nil, err
-		}
-		probs, lock := parseProblems(out)
-		if lock != nil && lock.values["token"] != st.token {
-			probs = append(probs, lock.String()+"; if that run is gone, `deploy:unlock` removes the lock")
-		}
-		return probs, nil
-	})
+	step := tasks.Step{Name: "check the layout", Script: dirsScript(st.layout, sharedDirs(st.layout, dirs, files), true)}
+	return func(hc *tasks.HostContext, _ *hostState) (*hostWork, error) {
+		return checkWork(st, hc.Host, "deploy:check:directories", step, func(out string) []string {
+			probs, lock := parseProblems(out)
+			if lock != nil && lock.values["token"] != st.token {
+				probs = append(probs, lock.String()+"; if that run is gone, `deploy:unlock` removes the lock")
+			}
+			return probs
+		}), nil
+	}, nil
 }
 
 // checkLinkedFiles is deploy:check:linked_files: every linked file must
 // exist in shared/ (upload them in a before hook of this task).
 func (r *Recipe) checkLinkedFiles(c *tasks.Context) error {
+	return r.checkTask(c, r.planCheckLinkedFiles)
+}
+
+func (r *Recipe) planCheckLinkedFiles(c *tasks.Context, st *runState) (hostPlan, error) {
 	_, files, err := linkedPaths(c)
-	if err != nil {
-		return err
+	if err != nil || len(files) == 0 {
+		return nil, err
 	}
-	if len(files) == 0 {
-		return nil
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, q(path.Join(st.layout.Shared(), f)))
 	}
-	return r.checkStep(c, "deploy:check:linked_files", func(hc *tasks.HostContext, st *runState) ([]string, error) {
-		var paths []string
-		for _, f := range files {
-			paths = append(paths, q(path.Join(st.layout.Shared(), f)))
-		}
-		out, err := sh(hc, "for f in "+strings.Join(paths, " ")+"; do [ -e \"$f\" ] || printf 'problem: linked file %s does not exist\\n' \"$f\"; done; exit 0")
-		if err != nil {
-			return nil, err
-		}
-		probs, _ := parseProblems(out)
-		return probs, nil
-	})
+	step := tasks.Step{Name: "check the linked files", Script: "for f in " + strings.Join(paths, " ") + "; do [ -e \"$f\" ] || printf 'problem: linked file %s does not exist\\n' \"$f\"; done; exit 0"}
+	return func(hc *tasks.HostContext, _ *hostState) (*hostWork, error) {
+		return checkWork(st, hc.Host, "deploy:check:linked_files", step, func(out string) []string {
+			probs, _ := parseProblems(out)
+			return probs
+		}), nil
+	}, nil
 }
 
 // scmTaskName is the Capistrano-style task of the run's strategy for step
@@ -303,6 +358,13 @@ func (r *Recipe) invokeSCM(c *tasks.Context, step string, direct func(*tasks.Con
 // scmCheck is <scm>:check: the strategy's own problems (missing git,
 // unreachable repository) on every host.
 func (r *Recipe) scmCheck(c *tasks.Context) error {
+	if st := r.current(); st != nil {
+		if s, err := r.strategyFor(c, st); err == nil {
+			if sc, ok := s.(scm.Scripted); ok {
+				return r.checkTask(c, r.planSCMCheck(sc))
+			}
+		}
+	}
 	return r.checkStep(c, c.Task.Name, func(hc *tasks.HostContext, st *runState) ([]string, error) {
 		s, err := r.strategyFor(c, st)
 		if err != nil {
@@ -310,6 +372,24 @@ func (r *Recipe) scmCheck(c *tasks.Context) error {
 		}
 		return s.Check(hc, st.layout)
 	})
+}
+
+// planSCMCheck is a scripted strategy's check as a step: the problems it
+// knows without running anything, then what its step finds.
+func (r *Recipe) planSCMCheck(sc scm.Scripted) planFunc {
+	task := sc.Name() + ":check"
+	return func(c *tasks.Context, st *runState) (hostPlan, error) {
+		return func(hc *tasks.HostContext, _ *hostState) (*hostWork, error) {
+			known, step, parse := sc.CheckStep(hc.Context, st.layout)
+			for _, p := range known {
+				st.problem(hc.Host, p)
+			}
+			if step == nil {
+				return nil, nil
+			}
+			return checkWork(st, hc.Host, task, *step, parse), nil
+		}, nil
+	}
 }
 
 // setup is deploy:setup: the directories, made in one command per host.
@@ -325,7 +405,7 @@ func (r *Recipe) setup(c *tasks.Context) error {
 	defer done()
 	problems := &runState{problems: map[string][]string{}}
 	err = st.on(c, func(hc *tasks.HostContext, _ *hostState) error {
-		out, err := sh(hc, dirsScript(st.layout, sharedDirs(st.layout, dirs, files), false))
+		out, err := sh(hc, "make the layout", dirsScript(st.layout, sharedDirs(st.layout, dirs, files), false))
 		if err != nil {
 			return err
 		}
@@ -373,10 +453,26 @@ func (r *Recipe) resolveRevision(c *tasks.Context) error {
 
 // lockScript takes the lock atomically (mkdir) and, in the same round
 // trip, probes the host, so the run plans from the state it locked.
-func lockScript(l deploy.Layout, info string) string {
-	return "cd " + q(l.DeployTo) + " && mkdir -p .davit && " +
+func lockScript(l deploy.Layout, info, cacheFile string) string {
+	return "cd " + q(l.DeployTo) + " && { [ -d .davit ] || mkdir -p .davit; } && " +
 		"if mkdir .davit/lock 2>/dev/null; then " + info + " > .davit/lock/info && echo '@@ locked'; " +
-		"else echo '@@ held'; cat .davit/lock/info 2>/dev/null; exit 0; fi; " + probeScript(l, false)
+		"else echo '@@ held'; cat .davit/lock/info 2>/dev/null; exit 0; fi; " + probeScript(l, false, cacheFile)
+}
+
+// cacheFile is the file the deploy's SCM strategy keeps its cache by, for
+// the probe to test ("" outside a deploy, or for a strategy without one).
+func (r *Recipe) cacheFile(c *tasks.Context, st *runState) string {
+	if st.op != opDeploy {
+		return ""
+	}
+	s, err := r.strategyFor(c, st)
+	if err != nil {
+		return ""
+	}
+	if sc, ok := s.(scm.Scripted); ok {
+		return sc.CacheFile(st.layout)
+	}
+	return ""
 }
 
 // after finds the line marker in a command's output and returns what
@@ -416,11 +512,12 @@ func (r *Recipe) lockTask(c *tasks.Context) error {
 func (r *Recipe) lock(c *tasks.Context, st *runState) error {
 	info := keyValues("user", st.user, "control", st.control, "pid", fmt.Sprint(pid()),
 		"since", r.now().UTC().Format(timeFormat), "operation", st.op, "token", st.token)
+	script := lockScript(st.layout, info, r.cacheFile(c, st))
 	err := st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
 		if hs.locked {
 			return nil
 		}
-		out, err := sh(hc, lockScript(st.layout, info))
+		out, err := sh(hc, "take the deploy lock", script)
 		if err != nil {
 			return stepError("take the deploy lock", err)
 		}
@@ -473,18 +570,42 @@ func (r *Recipe) unlockOwn(c *tasks.Context, st *runState) error {
 		return nil
 	}
 	return c.On(locked, nil, func(hc *tasks.HostContext) error {
-		hs := st.host(hc.Host)
-		out, err := sh(hc, unlockScript(st.layout, st.token))
+		w := unlockWork(st, hc, st.host(hc.Host))
+		outs, err := hc.Batch([]tasks.Step{w.step}, tasks.CommandOptions{})
 		if err != nil {
-			hs.lockNote = "lock not released (" + reason(err) + "); `deploy:unlock` removes it"
-			return stepError("release the deploy lock", err)
+			return w.failed(err)
 		}
-		hs.locked = false
-		if _, foreign := after(out, "@@ foreign"); foreign {
-			hc.Warn("the deploy lock was no longer this run's; left it in place")
-		}
-		return nil
+		return w.done(outs[0])
 	})
+}
+
+// planUnlock is deploy:unlock inside a flow: the run's own lock, on the
+// hosts it holds it on.
+func (r *Recipe) planUnlock(c *tasks.Context, st *runState) (hostPlan, error) {
+	return func(hc *tasks.HostContext, hs *hostState) (*hostWork, error) {
+		if !hs.locked {
+			return nil, nil
+		}
+		return unlockWork(st, hc, hs), nil
+	}, nil
+}
+
+// unlockWork releases the run's lock on one host and notes the outcome.
+func unlockWork(st *runState, hc *tasks.HostContext, hs *hostState) *hostWork {
+	return &hostWork{
+		step: tasks.Step{Name: "release the deploy lock", Script: unlockScript(st.layout, st.token)},
+		done: func(out string) error {
+			hs.locked = false
+			if _, foreign := after(out, "@@ foreign"); foreign {
+				hc.Warn("the deploy lock was no longer this run's; left it in place")
+			}
+			return nil
+		},
+		failed: func(err error) error {
+			hs.lockNote = "lock not released (" + reason(err) + "); `deploy:unlock` removes it"
+			return err
+		},
+	}
 }
 
 // unlockTask is deploy:unlock. Inside a deploy or rollback it releases
@@ -492,7 +613,7 @@ func (r *Recipe) unlockOwn(c *tasks.Context, st *runState) error {
 // deploy that died, a kill -9) and says whose it was.
 func (r *Recipe) unlockTask(c *tasks.Context) error {
 	if st := r.current(); st != nil {
-		return r.unlockOwn(c, st)
+		return r.runStep(c, st, c.Task.Name, r.planUnlock)
 	}
 	st, done, err := r.state(c, opUnlock)
 	if err != nil {
@@ -502,7 +623,7 @@ func (r *Recipe) unlockTask(c *tasks.Context) error {
 	lk := st.layout.Lock()
 	script := "if [ -d " + q(lk) + " ]; then echo '@@ removed'; cat " + q(lk+"/info") + " 2>/dev/null; rm -rf " + q(lk) + "; else echo '@@ none'; fi"
 	return st.on(c, func(hc *tasks.HostContext, _ *hostState) error {
-		out, err := sh(hc, script)
+		out, err := sh(hc, "remove the deploy lock", script)
 		if err != nil {
 			return stepError("remove the deploy lock", err)
 		}
@@ -523,7 +644,7 @@ func (r *Recipe) ensureProbed(c *tasks.Context, st *runState) error {
 		if hs.probe != nil {
 			return nil
 		}
-		out, err := sh(hc, probeScript(st.layout, false))
+		out, err := sh(hc, "read the layout", probeScript(st.layout, false, r.cacheFile(c, st)))
 		if err != nil {
 			return stepError("read the layout", err)
 		}
@@ -619,17 +740,41 @@ func (r *Recipe) scmUpdate(c *tasks.Context) error {
 	if err != nil {
 		return err
 	}
+	if sc, ok := s.(scm.Scripted); ok {
+		return r.runStep(c, st, c.Task.Name, r.planSCMUpdate(sc))
+	}
 	return st.on(c, func(hc *tasks.HostContext, _ *hostState) error {
 		// Strategies' errors name the host and the step themselves.
 		return s.Update(hc, st.layout, rev)
 	})
 }
 
+// planSCMUpdate is a scripted strategy's update as a step; the lock's
+// probe said whether the host's cache exists.
+func (r *Recipe) planSCMUpdate(sc scm.Scripted) planFunc {
+	return func(c *tasks.Context, st *runState) (hostPlan, error) {
+		_, rev, _, err := r.flowState(c)
+		if err != nil {
+			return nil, err
+		}
+		return func(hc *tasks.HostContext, hs *hostState) (*hostWork, error) {
+			step, err := sc.UpdateStep(hc.Context, st.layout, rev, hs.probe != nil && hs.probe.cached)
+			if err != nil {
+				return nil, fmt.Errorf("%s update on %s: %w", sc.Name(), hc.Host, err)
+			}
+			if step == nil {
+				return nil, nil
+			}
+			return &hostWork{step: *step}, nil
+		}, nil
+	}
+}
+
 // createReleaseScript makes the release directory, refusing one that
 // exists, marks it pending and records it in the lock, in one round trip.
 func createReleaseScript(l deploy.Layout, id, mark string) string {
 	rel := "releases/" + id
-	return "cd " + q(l.DeployTo) + " && mkdir -p releases .davit/releases && " +
+	return "cd " + q(l.DeployTo) + " && { [ -d releases ] && [ -d .davit/releases ] || mkdir -p releases .davit/releases; } && " +
 		"if [ -e " + q(rel) + " ]; then echo " + q("release "+id+" already exists") + " >&2; exit " + fmt.Sprint(exitReleaseExists) + "; fi && " +
 		"mkdir " + q(rel) + " && " + mark + " > " + q(".davit/releases/"+id) + " && " +
 		"{ " + keyValues("release", id) + " >> .davit/lock/info 2>/dev/null || true; }"
@@ -649,55 +794,135 @@ func (r *Recipe) scmCreateRelease(c *tasks.Context) error {
 	if err != nil {
 		return err
 	}
-	mark := keyValues("state", statePending, "release", id, "revision", rev.ID, "branch", rev.Branch,
-		"user", st.user, "control", st.control, "created", r.now().UTC().Format(timeFormat))
+	if sc, ok := s.(scm.Scripted); ok {
+		return r.runStep(c, st, c.Task.Name, r.planCreateRelease(sc))
+	}
+	mk := r.createWork(st, rev, id)
 	dir := st.layout.Release(id)
 	return st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
-		hs.created = true
-		if _, err := sh(hc, createReleaseScript(st.layout, id, mark)); err != nil {
-			var ce *tasks.CommandError
-			if errors.As(err, &ce) && ce.ExitStatus == exitReleaseExists {
-				hs.created = false
-			}
-			return stepError("create release directory", err)
+		w := mk(hs)
+		w.before()
+		if _, err := hc.Batch([]tasks.Step{w.step}, tasks.CommandOptions{}); err != nil {
+			return w.failed(err)
 		}
 		return s.Release(hc, st.layout, rev, dir)
 	})
 }
 
+// createWork makes the release directory on one host. hs.created is set
+// before the command runs, so a release whose creation has an unknown
+// outcome is cleaned up too, and cleared when the directory was already
+// there (davit never removes a release it did not make) or the command
+// never got to it.
+func (r *Recipe) createWork(st *runState, rev scm.Revision, id string) func(hs *hostState) *hostWork {
+	mark := keyValues("state", statePending, "release", id, "revision", rev.ID, "branch", rev.Branch,
+		"user", st.user, "control", st.control, "created", r.now().UTC().Format(timeFormat))
+	step := tasks.Step{Name: "create release directory " + id, Script: createReleaseScript(st.layout, id, mark)}
+	return func(hs *hostState) *hostWork {
+		return &hostWork{
+			step:   step,
+			before: func() { hs.created = true },
+			failed: func(err error) error {
+				var ce *tasks.CommandError
+				if errors.As(err, &ce) && ce.ExitStatus == exitReleaseExists {
+					hs.created = false
+				}
+				return err
+			},
+			skipped: func() { hs.created = false },
+		}
+	}
+}
+
+// planCreateRelease is <scm>:create_release with a scripted strategy:
+// the release directory and the strategy's export, two steps of one
+// command.
+func (r *Recipe) planCreateRelease(sc scm.Scripted) planFunc {
+	return func(c *tasks.Context, st *runState) (hostPlan, error) {
+		_, rev, id, err := r.flowState(c)
+		if err != nil {
+			return nil, err
+		}
+		mk := r.createWork(st, rev, id)
+		dir := st.layout.Release(id)
+		return func(hc *tasks.HostContext, hs *hostState) (*hostWork, error) {
+			step, err := sc.ReleaseStep(hc.Context, st.layout, rev, dir)
+			if err != nil {
+				return nil, fmt.Errorf("%s release on %s: %w", sc.Name(), hc.Host, err)
+			}
+			w := mk(hs)
+			w.next = &hostWork{step: step}
+			return w, nil
+		}, nil
+	}
+}
+
 // setCurrentRevision is deploy:set_current_revision: REVISION (the
-// revision id) and REVISION_TIME (the release's time, Unix seconds) in the
-// release, as Capistrano writes them.
+// revision id) and REVISION_TIME (when the revision was made, in Unix
+// seconds: the commit's time for git, the last-changed date for svn, the
+// release's time when the strategy cannot tell) in the release, as
+// Capistrano writes them.
 func (r *Recipe) setCurrentRevision(c *tasks.Context) error {
-	st, rev, id, err := r.flowState(c)
+	st, _, _, err := r.flowState(c)
 	if err != nil {
 		return err
 	}
-	t, _ := time.Parse(deploy.ReleaseIDFormat, id)
-	script := "cd " + q(st.layout.Release(id)) + " && printf '%s\\n' " + q(rev.ID) + " > REVISION && printf '%s\\n' " + q(fmt.Sprint(t.Unix())) + " > REVISION_TIME"
-	return st.on(c, func(hc *tasks.HostContext, _ *hostState) error {
-		if _, err := sh(hc, script); err != nil {
-			return stepError("write REVISION", err)
+	return r.runStep(c, st, c.Task.Name, r.planSetCurrentRevision)
+}
+
+func (r *Recipe) planSetCurrentRevision(c *tasks.Context, st *runState) (hostPlan, error) {
+	_, rev, id, err := r.flowState(c)
+	if err != nil {
+		return nil, err
+	}
+	when := ""
+	if s, err := r.strategyFor(c, st); err == nil {
+		if rt, ok := s.(scm.RevisionTimer); ok {
+			t, script, err := rt.RevisionTime(c, st.layout, rev)
+			if err != nil {
+				return nil, fmt.Errorf("scm %s: revision time: %w", s.Name(), err)
+			}
+			switch {
+			case !t.IsZero():
+				when = "printf '%s\\n' " + q(fmt.Sprint(t.Unix()))
+			case script != "":
+				when = "t=$(" + script + ") && printf '%s\\n' \"$t\""
+			}
 		}
-		return nil
-	})
+	}
+	if when == "" {
+		t, _ := time.Parse(deploy.ReleaseIDFormat, id)
+		when = "printf '%s\\n' " + q(fmt.Sprint(t.Unix()))
+	}
+	step := tasks.Step{Name: "write REVISION", Script: "cd " + q(st.layout.Release(id)) + " && printf '%s\\n' " + q(rev.ID) + " > REVISION && " + when + " > REVISION_TIME"}
+	return func(*tasks.HostContext, *hostState) (*hostWork, error) {
+		return &hostWork{step: step}, nil
+	}, nil
 }
 
 // symlinkShared is deploy:symlink:shared: every linked dir and file of the
 // release becomes a symlink into shared/, in one command per host. What
 // the repository has at those paths is replaced, as Capistrano does.
 func (r *Recipe) symlinkShared(c *tasks.Context) error {
-	st, _, id, err := r.flowState(c)
+	st, _, _, err := r.flowState(c)
 	if err != nil {
 		return err
+	}
+	return r.runStep(c, st, c.Task.Name, r.planSymlinkShared)
+}
+
+func (r *Recipe) planSymlinkShared(c *tasks.Context, st *runState) (hostPlan, error) {
+	_, _, id, err := r.flowState(c)
+	if err != nil {
+		return nil, err
 	}
 	dirs, files, err := linkedPaths(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	all := append(slices.Clone(dirs), files...)
 	if len(all) == 0 {
-		return nil
+		return nil, nil
 	}
 	rel := st.layout.Release(id)
 	var parents, targets, links []string
@@ -709,17 +934,18 @@ func (r *Recipe) symlinkShared(c *tasks.Context) error {
 		targets = append(targets, q(target))
 		links = append(links, "ln -s "+q(path.Join(st.layout.Shared(), p))+" "+q(target))
 	}
+	// mkdir and rm run only when needed (most repositories have none of
+	// the linked paths): each exec saved is saved on every host.
 	script := ""
 	if len(parents) > 0 {
-		script = "mkdir -p -- " + strings.Join(parents, " ") + " && "
+		script = "for d in " + strings.Join(parents, " ") + "; do [ -d \"$d\" ] || { mkdir -p -- " + strings.Join(parents, " ") + " || exit; break; }; done; "
 	}
-	script += "rm -rf -- " + strings.Join(targets, " ") + " && " + strings.Join(links, " && ")
-	return st.on(c, func(hc *tasks.HostContext, _ *hostState) error {
-		if _, err := sh(hc, script); err != nil {
-			return stepError("link shared files", err)
-		}
-		return nil
-	})
+	script += "for t in " + strings.Join(targets, " ") + "; do if [ -e \"$t\" ] || [ -L \"$t\" ]; then rm -rf -- " + strings.Join(targets, " ") + " || exit; break; fi; done; " +
+		strings.Join(links, " && ")
+	step := tasks.Step{Name: "link shared files", Script: script}
+	return func(*tasks.HostContext, *hostState) (*hostWork, error) {
+		return &hostWork{step: step}, nil
+	}, nil
 }
 
 // switchScript points current at target atomically: a new symlink under
@@ -755,7 +981,7 @@ func (r *Recipe) symlinkRelease(c *tasks.Context) error {
 			return nil // a rollback's target that is already live here
 		}
 		hs.switched = true
-		if _, err := sh(hc, script); err != nil {
+		if _, err := sh(hc, "switch current to "+id, script); err != nil {
 			return stepError("switch current to "+id, err)
 		}
 		return nil
@@ -825,15 +1051,11 @@ func cleanupPlan(s *serverState, keep int, current, inProgress string) (releases
 // takes the lock itself, so it never removes the release a running deploy
 // is making.
 func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
-	keep, err := c.Executor.Vars.FetchInt("keep_releases")
-	if err != nil {
-		return err
-	}
-	if keep < 1 {
-		return fmt.Errorf("keep_releases is %d; it must be at least 1", keep)
-	}
 	st := r.current()
 	if st == nil {
+		if _, err := keepReleases(c); err != nil {
+			return err
+		}
 		var done func()
 		if st, done, err = r.state(c, opCleanup); err != nil {
 			return err
@@ -848,8 +1070,29 @@ func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 			}
 		}()
 	}
+	return r.runStep(c, st, c.Task.Name, r.planCleanup)
+}
+
+// keepReleases reads keep_releases, which must be at least 1.
+func keepReleases(c *tasks.Context) (int, error) {
+	keep, err := c.Executor.Vars.FetchInt("keep_releases")
+	if err != nil {
+		return 0, err
+	}
+	if keep < 1 {
+		return 0, fmt.Errorf("keep_releases is %d; it must be at least 1", keep)
+	}
+	return keep, nil
+}
+
+// planCleanup removes, on each host, what cleanupPlan says: one rm -rf.
+func (r *Recipe) planCleanup(c *tasks.Context, st *runState) (hostPlan, error) {
+	keep, err := keepReleases(c)
+	if err != nil {
+		return nil, err
+	}
 	if err := r.ensureProbed(c, st); err != nil {
-		return err
+		return nil, err
 	}
 	// The release a deploy is making is protected even before it is live;
 	// a host that switched (in a deploy or a rollback) is on the run's
@@ -858,14 +1101,14 @@ func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 	if st.op == opDeploy {
 		inProgress = st.release()
 	}
-	return st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
+	return func(hc *tasks.HostContext, hs *hostState) (*hostWork, error) {
 		current := hs.probe.currentID
 		if hs.switched && st.release() != "" {
 			current = st.release()
 		}
 		rels, orphans := cleanupPlan(hs.probe, keep, current, inProgress)
 		if len(rels)+len(orphans) == 0 {
-			return nil
+			return nil, nil
 		}
 		var paths []string
 		for _, r := range rels {
@@ -874,14 +1117,16 @@ func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 		for _, m := range orphans {
 			paths = append(paths, q(".davit/releases/"+m))
 		}
-		if _, err := sh(hc, "cd "+q(st.layout.DeployTo)+" && rm -rf -- "+strings.Join(paths, " ")); err != nil {
-			return stepError("remove old releases", err)
-		}
-		if len(rels) > 0 {
-			hc.Info(fmt.Sprintf("removed %d old %s: %s", len(rels), plural(len(rels), "release", "releases"), strings.Join(rels, ", ")))
-		}
-		return nil
-	})
+		return &hostWork{
+			step: tasks.Step{Name: "remove old releases", Script: "cd " + q(st.layout.DeployTo) + " && rm -rf -- " + strings.Join(paths, " ")},
+			done: func(string) error {
+				if len(rels) > 0 {
+					hc.Info(fmt.Sprintf("removed %d old %s: %s", len(rels), plural(len(rels), "release", "releases"), strings.Join(rels, ", ")))
+				}
+				return nil
+			},
+		}, nil
+	}, nil
 }
 
 // logRevision is deploy:log_revision: one line in every host's
@@ -891,6 +1136,10 @@ func (r *Recipe) logRevision(c *tasks.Context) error {
 	if st == nil || st.release() == "" {
 		return fmt.Errorf("%s runs inside deploy or rollback", c.Task.Name)
 	}
+	return r.runStep(c, st, c.Task.Name, r.planLogRevision)
+}
+
+func (r *Recipe) planLogRevision(c *tasks.Context, st *runState) (hostPlan, error) {
 	id := st.release()
 	var line string
 	if st.op == opRollback {
@@ -899,13 +1148,10 @@ func (r *Recipe) logRevision(c *tasks.Context) error {
 		rev, _ := st.revision()
 		line = fmt.Sprintf("Branch %s (at %s) deployed as release %s by %s", rev.Branch, rev.ID, id, st.user)
 	}
-	script := keyValuesLine(line) + " >> " + q(st.layout.RevisionsLog())
-	return st.on(c, func(hc *tasks.HostContext, _ *hostState) error {
-		if _, err := sh(hc, script); err != nil {
-			return stepError("append to revisions.log", err)
-		}
-		return nil
-	})
+	step := tasks.Step{Name: "append to revisions.log", Script: keyValuesLine(line) + " >> " + q(st.layout.RevisionsLog())}
+	return func(*tasks.HostContext, *hostState) (*hostWork, error) {
+		return &hostWork{step: step}, nil
+	}, nil
 }
 
 // keyValuesLine is printf of one line, newlines flattened.

@@ -42,8 +42,10 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 
 	"davit/deploy"
@@ -57,6 +59,9 @@ type copyStrategy struct {
 	tmp      string // temporary directory on the control machine
 	archive  string // the .tar.gz in tmp
 	resolved *Revision
+	// revTime is the commit's time for a git source; zero for copy_dir,
+	// whose files have no one time.
+	revTime time.Time
 }
 
 func (s *copyStrategy) Name() string { return "copy" }
@@ -225,6 +230,13 @@ func (s *copyStrategy) fromGit(c *tasks.Context, src copySource, tmp, archive st
 				return err
 			}
 		}
+		ct, err := hc.Capture([]string{"git", "log", "-1", "--format=%ct", rev.ID}, in)
+		if err != nil {
+			return err
+		}
+		if sec, err := strconv.ParseInt(strings.TrimSpace(ct), 10, 64); err == nil {
+			s.revTime = time.Unix(sec, 0).UTC()
+		}
 		args := []string{"git", "archive", "--format=tar", "-o", gitTar, rev.ID}
 		if tree != "" {
 			args = append(args, tree)
@@ -324,13 +336,25 @@ func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revis
 	return nil
 }
 
+// RevisionTime is the commit's time for a git source (read from the
+// control machine's fetch), and unknown for copy_dir: the recipe then
+// writes the release's time.
+func (s *copyStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resolved == nil || s.resolved.ID != rev.ID {
+		return time.Time{}, "", nil
+	}
+	return s.revTime, "", nil
+}
+
 // Close removes the control machine's archive. It may be called more than
 // once.
 func (s *copyStrategy) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tmp := s.tmp
-	s.tmp, s.archive, s.resolved = "", "", nil
+	s.tmp, s.archive, s.resolved, s.revTime = "", "", nil, time.Time{}
 	if tmp == "" {
 		return nil
 	}

@@ -34,11 +34,11 @@ package scm
 // is listed in that user's safe.directory setting.
 
 import (
-	"errors"
 	"fmt"
 	"path"
 	"strconv"
 	"sync"
+	"time"
 
 	"davit/deploy"
 	"davit/tasks"
@@ -54,36 +54,37 @@ type gitStrategy struct {
 func (g *gitStrategy) Name() string { return "git" }
 
 // Check reports invalid variables, a missing git or tar, and a repository
-// the host cannot list.
+// the host cannot list, in one command.
 func (g *gitStrategy) Check(hc *tasks.HostContext, l deploy.Layout) ([]string, error) {
+	return runCheck(g, hc, l)
+}
+
+// CheckStep is Check's step: git and tar on the PATH (shell builtins,
+// nothing to fork), and git ls-remote of the repository (Capistrano's
+// git:check), each problem a line of its own.
+func (g *gitStrategy) CheckStep(c *tasks.Context, l deploy.Layout) ([]string, *tasks.Step, func(string) []string) {
 	var problems []string
-	src, srcErr := readGitSource(hc.Context)
+	src, srcErr := readGitSource(c)
 	if srcErr != nil {
 		problems = append(problems, srcErr.Error())
 	}
-	ok, err := hc.Test([]string{"git", "--version"}, tasks.CommandOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("git check on %s: %w", hc.Host, err)
+	script := "if ! command -v git >/dev/null; then " + problemLine("git is not installed (no git on the PATH)") + "; exit 0; fi; " +
+		"command -v tar >/dev/null || " + problemLine("tar is not installed (it unpacks git archive's output into each release)")
+	if src.url != "" && validateRepoURL(src.url) == nil {
+		script += "; " + failedCapture("git ls-remote -- "+deploy.Quote(src.url)+" HEAD")
 	}
-	if !ok {
-		return append(problems, "git is not installed (git --version failed)"), nil
-	}
-	if ok, err := hc.Test([]string{"command -v tar >/dev/null"}, tasks.CommandOptions{}); err != nil {
-		return nil, fmt.Errorf("git check on %s: %w", hc.Host, err)
-	} else if !ok {
-		problems = append(problems, "tar is not installed (it unpacks git archive's output into each release)")
-	}
-	if src.url == "" || validateRepoURL(src.url) != nil {
-		return problems, nil
-	}
-	if _, err := lsRemote(hc, src.url, nil, "HEAD"); err != nil {
-		var ce *tasks.CommandError
-		if errors.As(err, &ce) && ce.Err == nil {
-			return append(problems, fmt.Sprintf("cannot read repo_url %s: %s", src.url, reason(err))), nil
+	parse := func(out string) []string {
+		probs, failed := parseCheck(out)
+		if failed != nil {
+			r := stderrReason(failed)
+			if r == "" {
+				r = "git ls-remote failed"
+			}
+			probs = append(probs, fmt.Sprintf("cannot read repo_url %s: %s", src.url, r))
 		}
-		return nil, fmt.Errorf("git check on %s: %w", hc.Host, err)
+		return probs
 	}
-	return problems, nil
+	return problems, &tasks.Step{Name: "check git and the repository", Script: script, Env: gitEnv()}, parse
 }
 
 // Resolve picks the commit once per strategy value: later calls return the
@@ -114,77 +115,109 @@ func (g *gitStrategy) Resolve(c *tasks.Context) (Revision, error) {
 // commit rather than surfacing later as a broken archive.
 func (g *gitStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revision) error {
 	fail := func(err error) error { return fmt.Errorf("git update on %s: %w", hc.Host, err) }
-	url, err := reqString(hc.Context, "repo_url")
+	cached, err := hc.Test([]string{"test", "-f", g.CacheFile(l)}, tasks.CommandOptions{})
 	if err != nil {
 		return fail(err)
 	}
-	if err := validateRepoURL(url); err != nil {
-		return fail(err)
-	}
-	if !isFullSHA(rev.ID) {
-		return fail(fmt.Errorf("revision id %q is not a full commit sha", rev.ID))
-	}
-	repo := l.Repo()
-	env := tasks.CommandOptions{Env: gitEnv()}
-	in := tasks.CommandOptions{Env: gitEnv(), Within: repo}
-	exists, err := hc.Test([]string{"test", "-f", path.Join(repo, "HEAD")}, tasks.CommandOptions{})
+	step, err := g.UpdateStep(hc.Context, l, rev, cached)
 	if err != nil {
 		return fail(err)
 	}
-	if exists {
-		if err := hc.Execute([]string{"git", "remote", "set-url", "origin", url}, in); err != nil {
-			return fail(err)
-		}
-		if err := hc.Execute([]string{"git", "remote", "update", "--prune"}, in); err != nil {
-			return fail(err)
-		}
-	} else {
-		if err := hc.Execute([]string{"git", "clone", "--mirror", "--quiet", "--", url, repo}, env); err != nil {
-			return fail(err)
-		}
-	}
-	ok, err := hc.Test([]string{"git", "cat-file", "-e", rev.ID + "^{commit}"}, in)
-	if err != nil {
-		return fail(err)
-	}
-	if !ok {
-		return fail(fmt.Errorf("commit %s (%s) is not in %s after fetching %s", rev.ID, rev.Branch, repo, url))
-	}
-	return nil
+	// The fused deploy leaves the commit's check to the export (see
+	// ReleaseStep); on its own, Update checks it itself.
+	check := tasks.Step{Name: "check the commit", Script: "cd " + deploy.Quote(l.Repo()) + " && " + missingCommit(hc.Context, l, rev, "git cat-file -e "+deploy.Quote(rev.ID+"^{commit}")), Env: gitEnv()}
+	_, err = runSteps(hc, "git update", *step, check)
+	return err
 }
 
-// Release exports rev (or its repo_tree subdirectory) into dir:
+// missingCommit runs test (a command that fails when rev's commit is not
+// in the mirror) and, when it fails, says so in words and fails.
+func missingCommit(c *tasks.Context, l deploy.Layout, rev Revision, test string) string {
+	url, _ := reqString(c, "repo_url")
+	msg := fmt.Sprintf("commit %s (%s) is not in %s after fetching %s", rev.ID, rev.Branch, l.Repo(), url)
+	return "{ " + test + " 2>/dev/null || { printf '%s\\n' " + deploy.Quote(msg) + " >&2; exit 1; }; }"
+}
+
+// CacheFile is the mirror's HEAD: the mirror exists once it does.
+func (g *gitStrategy) CacheFile(l deploy.Layout) string { return path.Join(l.Repo(), "HEAD") }
+
+// UpdateStep is Update's step, a fetch into the mirror or its first clone:
 //
-//	git archive SHA [TREE] | tar -x -f - [--strip-components=N] -C DIR
+//	cd REPO && git remote set-url origin URL && git remote update --prune
+//	git clone --mirror --quiet -- URL REPO && cd REPO
+//
+// Whether rev's commit arrived is ReleaseStep's to find out: only when its
+// export fails does it look, so a deploy pays no extra git for it.
+func (g *gitStrategy) UpdateStep(c *tasks.Context, l deploy.Layout, rev Revision, cached bool) (*tasks.Step, error) {
+	url, err := reqString(c, "repo_url")
+	if err != nil {
+		return nil, err
+	}
+	if err := validateRepoURL(url); err != nil {
+		return nil, err
+	}
+	if !isFullSHA(rev.ID) {
+		return nil, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
+	}
+	repo, u := deploy.Quote(l.Repo()), deploy.Quote(url)
+	script := "git clone --mirror --quiet -- " + u + " " + repo + " && cd " + repo
+	name := "clone the git mirror"
+	if cached {
+		// set-url rewrites the mirror's config; it runs only when the
+		// config's origin url line is not exactly repo_url (git writes
+		// it as "<TAB>url = VALUE"; a value git had to quote never
+		// matches, and is set again, which is harmless).
+		same := "known=; sec=; while IFS= read -r l || [ -n \"$l\" ]; do case $l in '[remote \"origin\"]') sec=1 ;; '['*) sec= ;; esac; " +
+			"[ -n \"$sec\" ] && [ \"$l\" = " + deploy.Quote("\turl = "+url) + " ] && known=1; done < config"
+		script = "cd " + repo + " && { " + same + "; [ -n \"$known\" ] || git remote set-url origin " + u + "; } && git remote update --prune"
+		name = "update the git mirror"
+	}
+	return &tasks.Step{Name: name, Script: script, Env: gitEnv()}, nil
+}
+
+// Release exports rev (or its repo_tree subdirectory) into dir, in one
+// command (ReleaseStep).
+func (g *gitStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revision, dir string) error {
+	step, err := g.ReleaseStep(hc.Context, l, rev, dir)
+	if err != nil {
+		return fmt.Errorf("git release on %s: %w", hc.Host, err)
+	}
+	_, err = runSteps(hc, "git release", step)
+	return err
+}
+
+// ReleaseStep is Release's step:
+//
+//	cd REPO && git archive SHA [TREE] | tar -x -f - [--strip-components=N] -C DIR
 //
 // A pipeline has to be one shell line; every value in it goes through
 // deploy.Quote. POSIX sh has no pipefail, but tar fails on the empty or
-// truncated input a failing git archive leaves it, and the commit and tree
-// are checked first so the usual failures get a clear message.
-func (g *gitStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revision, dir string) error {
-	fail := func(err error) error { return fmt.Errorf("git release on %s: %w", hc.Host, err) }
+// truncated input a failing git archive leaves it; the commit is then
+// looked for, so a commit the fetch did not bring is named as such. With
+// repo_tree the tree is checked first (git cat-file -t) so a wrong path
+// gets a clear message.
+func (g *gitStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revision, dir string) (tasks.Step, error) {
 	if err := checkReleaseDir(dir); err != nil {
-		return fail(err)
+		return tasks.Step{}, err
 	}
 	if !isFullSHA(rev.ID) {
-		return fail(fmt.Errorf("revision id %q is not a full commit sha", rev.ID))
+		return tasks.Step{}, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
 	}
-	tree, err := optString(hc.Context, "repo_tree")
+	tree, err := optString(c, "repo_tree")
 	if err != nil {
-		return fail(err)
+		return tasks.Step{}, err
 	}
 	if tree != "" {
 		if err := ValidateRef(KindRepoTree, tree); err != nil {
-			return fail(err)
+			return tasks.Step{}, err
 		}
 	}
-	in := tasks.CommandOptions{Env: gitEnv(), Within: l.Repo()}
+	line := "cd " + deploy.Quote(l.Repo()) + " && "
 	if tree != "" {
-		if err := checkTree(hc, in, rev, tree); err != nil {
-			return fail(err)
-		}
+		msg := fmt.Sprintf("repo_tree %q is not a directory in commit %s (%s)", tree, rev.ID, rev.Branch)
+		line += "{ [ \"$(git cat-file -t " + deploy.Quote(rev.ID+":"+tree) + " 2>/dev/null)\" = tree ] || { printf '%s\\n' " + deploy.Quote(msg) + " >&2; exit 1; }; } && "
 	}
-	line := "git archive " + deploy.Quote(rev.ID)
+	line += "git archive " + deploy.Quote(rev.ID)
 	if tree != "" {
 		line += " " + deploy.Quote(tree)
 	}
@@ -193,10 +226,28 @@ func (g *gitStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revisi
 		line += " --strip-components=" + strconv.Itoa(n)
 	}
 	line += " -C " + deploy.Quote(dir)
-	if err := hc.Execute([]string{line}, in); err != nil {
-		return fail(err)
+	// tar fails on the empty input a failing git archive leaves it; only
+	// then is the commit looked for, to say why in words.
+	line += " || { " + missingCommit(c, l, rev, "git cat-file -e "+deploy.Quote(rev.ID+"^{commit}")) + "; exit 1; }"
+	return tasks.Step{Name: "export " + shortSHA(rev.ID), Script: line, Env: gitEnv()}, nil
+}
+
+// RevisionTime is the commit's time, which only the hosts' mirrors know
+// (the control machine resolved the commit with ls-remote): a git log in
+// the mirror, which the deploy recipe runs in the export's command.
+func (g *gitStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+	if !isFullSHA(rev.ID) {
+		return time.Time{}, "", fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
 	}
-	return nil
+	return time.Time{}, "git " + deploy.Quote("--git-dir="+l.Repo()) + " log -1 --format=%ct " + deploy.Quote(rev.ID), nil
+}
+
+// shortSHA is a commit id cut for a label.
+func shortSHA(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // Close has nothing to remove: the mirror on each host is kept on purpose.

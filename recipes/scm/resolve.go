@@ -86,15 +86,8 @@ func firstReachable(c *tasks.Context, tool, url string, fallback bool, fn func(*
 func reason(err error) string {
 	var ce *tasks.CommandError
 	if errors.As(err, &ce) {
-		for _, l := range ce.StderrTail {
-			if strings.HasPrefix(l, "fatal:") {
-				return strings.TrimSpace(l)
-			}
-		}
-		for _, l := range ce.StderrTail {
-			if l = strings.TrimSpace(l); l != "" {
-				return l
-			}
+		if r := stderrReason(ce.StderrTail); r != "" {
+			return r
 		}
 		if ce.Err != nil {
 			return ce.Err.Error()
@@ -102,6 +95,22 @@ func reason(err error) string {
 		return fmt.Sprintf("exit status %d", ce.ExitStatus)
 	}
 	return err.Error()
+}
+
+// stderrReason picks reason's line from stderr lines, or "" when they
+// are all empty.
+func stderrReason(lines []string) string {
+	for _, l := range lines {
+		if strings.HasPrefix(l, "fatal:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
 }
 
 // gitEnv makes git fail instead of prompting: no terminal prompts, askpass

@@ -7,6 +7,7 @@ package scm
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"davit/deploy"
 	"davit/tasks"
@@ -45,6 +46,46 @@ type Strategy interface {
 	// Close removes what Resolve left on the control machine (the copy
 	// archive). It is called once at the end of the run, success or not.
 	Close() error
+}
+
+// Scripted is a strategy whose work on a host is shell steps alone (no
+// file to move from the control machine): git and svn. The deploy recipe
+// runs these steps in the same command as its own (the release directory,
+// REVISION, the marks), since on a fleet every command is an SSH session
+// and a shell per host, which costs more than the steps themselves. The
+// strategy's Check, Update and Release run the same steps, so both paths
+// do the same work.
+type Scripted interface {
+	Strategy
+	// CheckStep returns the problems found without running anything
+	// (invalid variables) and, unless those leave nothing to check, a
+	// step whose output parse turns into the host's problems.
+	CheckStep(c *tasks.Context, l deploy.Layout) (known []string, step *tasks.Step, parse func(out string) []string)
+	// CacheFile is the file whose presence means the host's cache
+	// (repo/) exists, "" for a strategy without one. The deploy recipe
+	// tests it while it reads the host's state under the lock, and tells
+	// UpdateStep.
+	CacheFile(l deploy.Layout) string
+	// UpdateStep returns the step that brings the host's cache up to
+	// date with rev (cached: it exists; else it is made), or nil for a
+	// strategy without a cache.
+	UpdateStep(c *tasks.Context, l deploy.Layout, rev Revision, cached bool) (*tasks.Step, error)
+	// ReleaseStep returns the step that writes rev's files into dir, an
+	// existing empty directory; it runs after UpdateStep's.
+	ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revision, dir string) (tasks.Step, error)
+}
+
+// RevisionTimer is a strategy that knows when a revision was made, which
+// the deploy recipe writes to REVISION_TIME, as Capistrano does (a
+// strategy that does not know, such as copy from a directory, gets the
+// release's time).
+type RevisionTimer interface {
+	// RevisionTime returns the revision's time when the control machine
+	// can tell it (svn's last-changed date, asked once per run; the copy
+	// strategy's commit), else a shell command that prints it in Unix
+	// seconds on a host once the update ran (git: the commit's time, from
+	// the mirror). Neither (zero time, "") means unknown.
+	RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (t time.Time, script string, err error)
 }
 
 // String is the revision as messages and revisions.log show it: what was
@@ -94,4 +135,69 @@ var (
 	_ Strategy = (*gitStrategy)(nil)
 	_ Strategy = (*svnStrategy)(nil)
 	_ Strategy = (*copyStrategy)(nil)
+
+	_ Scripted      = (*gitStrategy)(nil)
+	_ Scripted      = (*svnStrategy)(nil)
+	_ RevisionTimer = (*gitStrategy)(nil)
+	_ RevisionTimer = (*svnStrategy)(nil)
+	_ RevisionTimer = (*copyStrategy)(nil)
 )
+
+// runSteps runs steps on hc's host as one command; a failure names the
+// host and what the strategy was doing (what, e.g. "git update").
+func runSteps(hc *tasks.HostContext, what string, steps ...tasks.Step) ([]string, error) {
+	outs, err := hc.Batch(steps, tasks.CommandOptions{})
+	if err != nil {
+		return outs, fmt.Errorf("%s on %s: %w", what, hc.Host, err)
+	}
+	return outs, nil
+}
+
+// runCheck runs a Scripted strategy's check on hc's host.
+func runCheck(s Scripted, hc *tasks.HostContext, l deploy.Layout) ([]string, error) {
+	problems, step, parse := s.CheckStep(hc.Context, l)
+	if step == nil {
+		return problems, nil
+	}
+	outs, err := runSteps(hc, s.Name()+" check", *step)
+	if err != nil {
+		return nil, err
+	}
+	return append(problems, parse(outs[0])...), nil
+}
+
+// Problem output of check steps: "problem: TEXT" lines, and after a
+// failedMarker line the stderr of a command whose failure is itself the
+// problem (an unreachable repository), for Go to pick the telling line.
+const (
+	problemPrefix = "problem: "
+	failedMarker  = "@@ failed"
+)
+
+// problemLine is a shell command printing one problem line.
+func problemLine(text string) string {
+	return "echo " + deploy.Quote(problemPrefix+text)
+}
+
+// failedCapture runs a command for its exit status alone and, when it
+// fails, prints failedMarker and its stderr.
+func failedCapture(cmd string) string {
+	return "if err=$(" + cmd + " 2>&1 >/dev/null); then :; else echo " + deploy.Quote(failedMarker) + "; printf '%s\\n' \"$err\"; fi"
+}
+
+// parseCheck reads a check step's output: its problem lines, and the
+// stderr after failedMarker (nil when nothing failed).
+func parseCheck(out string) (problems, failed []string) {
+	inFailed := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case inFailed:
+			failed = append(failed, line)
+		case line == failedMarker:
+			inFailed, failed = true, []string{}
+		case strings.HasPrefix(line, problemPrefix):
+			problems = append(problems, strings.TrimPrefix(line, problemPrefix))
+		}
+	}
+	return problems, failed
+}

@@ -31,16 +31,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"davit/deploy"
 	"davit/tasks"
 )
 
-// svnStrategy is the "svn" strategy; its only state is the revision
-// resolved for this run.
+// svnStrategy is the "svn" strategy; its state is the revision resolved
+// for this run and that revision's date.
 type svnStrategy struct {
 	mu       sync.Mutex
 	resolved *Revision
+	// revTime is revTimeOf's last-changed date, once asked for.
+	revTime   time.Time
+	revTimeOf string
 }
 
 func (s *svnStrategy) Name() string { return "svn" }
@@ -147,32 +151,47 @@ func svnBranch(url, rev string) string {
 }
 
 // Check reports a missing svn, invalid variables and a URL the host cannot
-// read with the configured credentials.
+// read with the configured credentials, in one command.
 func (s *svnStrategy) Check(hc *tasks.HostContext, l deploy.Layout) ([]string, error) {
+	return runCheck(s, hc, l)
+}
+
+// CheckStep is Check's step: svn --version, then svn info of the URL with
+// the credentials (the password on stdin).
+func (s *svnStrategy) CheckStep(c *tasks.Context, l deploy.Layout) ([]string, *tasks.Step, func(string) []string) {
 	var problems []string
-	src, srcErr := readSVNSource(hc.Context)
+	src, srcErr := readSVNSource(c)
 	if srcErr != nil {
 		problems = append(problems, srcErr.Error())
 	}
-	ok, err := hc.Test([]string{"svn", "--version", "--quiet"}, tasks.CommandOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("svn check on %s: %w", hc.Host, err)
+	script := "if ! svn --version --quiet >/dev/null 2>&1; then " + problemLine("svn is not installed (svn --version failed)") + "; exit 0; fi"
+	opts := svnAuth{}.opts()
+	if srcErr == nil {
+		args := append(append([]string{"svn", "info"}, src.auth.args()...), "--", src.url)
+		script += "; " + failedCapture(quoteArgs(args))
+		opts = src.auth.opts()
 	}
-	if !ok {
-		return append(problems, "svn is not installed (svn --version failed)"), nil
-	}
-	if srcErr != nil {
-		return problems, nil
-	}
-	args := append(append([]string{"svn", "info"}, src.auth.args()...), "--", src.url)
-	if _, err := hc.Capture(args, src.auth.opts()); err != nil {
-		var ce *tasks.CommandError
-		if errors.As(err, &ce) && ce.Err == nil {
-			return append(problems, fmt.Sprintf("cannot read repo_url %s: %s", src.url, reason(err))), nil
+	parse := func(out string) []string {
+		probs, failed := parseCheck(out)
+		if failed != nil {
+			r := stderrReason(failed)
+			if r == "" {
+				r = "svn info failed"
+			}
+			probs = append(probs, fmt.Sprintf("cannot read repo_url %s: %s", src.url, r))
 		}
-		return nil, fmt.Errorf("svn check on %s: %w", hc.Host, err)
+		return probs
 	}
-	return problems, nil
+	return problems, &tasks.Step{Name: "check svn and the repository", Script: script, Env: opts.Env, Stdin: opts.Stdin}, parse
+}
+
+// quoteArgs renders argument words as one shell line.
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = deploy.Quote(a)
+	}
+	return strings.Join(q, " ")
 }
 
 // Resolve returns the revision variable when set, else asks for the URL's
@@ -219,7 +238,25 @@ func (s *svnStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revisio
 	return nil
 }
 
-// Release runs
+// CacheFile is "": there is no cache.
+func (s *svnStrategy) CacheFile(l deploy.Layout) string { return "" }
+
+// UpdateStep is nil: there is no cache to update.
+func (s *svnStrategy) UpdateStep(c *tasks.Context, l deploy.Layout, rev Revision, cached bool) (*tasks.Step, error) {
+	return nil, nil
+}
+
+// Release runs ReleaseStep, one command.
+func (s *svnStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revision, dir string) error {
+	step, err := s.ReleaseStep(hc.Context, l, rev, dir)
+	if err != nil {
+		return fmt.Errorf("svn release on %s: %w", hc.Host, err)
+	}
+	_, err = runSteps(hc, "svn release", step)
+	return err
+}
+
+// ReleaseStep is
 //
 //	svn export --force --quiet --non-interactive --no-auth-cache
 //	    [--username U] [--password-from-stdin] -r REV URL@REV DIR
@@ -227,26 +264,59 @@ func (s *svnStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revisio
 // --force because dir already exists (empty); the peg revision @REV makes
 // svn look the URL up as it was at REV, so a later move or deletion of the
 // path does not break a redeploy of an old revision, and an '@' inside the
-// URL is never mistaken for a peg.
-func (s *svnStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revision, dir string) error {
-	fail := func(err error) error { return fmt.Errorf("svn release on %s: %w", hc.Host, err) }
+// URL is never mistaken for a peg. The password travels on the step's
+// stdin.
+func (s *svnStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revision, dir string) (tasks.Step, error) {
 	if err := checkReleaseDir(dir); err != nil {
-		return fail(err)
+		return tasks.Step{}, err
 	}
 	id, err := parseSVNRevision(rev.ID)
 	if err != nil || id != rev.ID {
-		return fail(fmt.Errorf("revision id %q is not an svn revision number", rev.ID))
+		return tasks.Step{}, fmt.Errorf("revision id %q is not an svn revision number", rev.ID)
 	}
-	src, err := readSVNSource(hc.Context)
+	src, err := readSVNSource(c)
 	if err != nil {
-		return fail(err)
+		return tasks.Step{}, err
 	}
 	args := append([]string{"svn", "export", "--force", "--quiet"}, src.auth.args()...)
 	args = append(args, "-r", id, "--", src.url+"@"+id, dir)
-	if err := hc.Execute(args, src.auth.opts()); err != nil {
-		return fail(err)
+	opts := src.auth.opts()
+	return tasks.Step{Name: "export r" + id, Script: quoteArgs(args), Env: opts.Env, Stdin: opts.Stdin}, nil
+}
+
+// RevisionTime is the URL's last-changed date at the revision, asked once
+// per run on the control machine (or the primary host when the control
+// machine cannot reach the repository): one svn info for the whole fleet.
+func (s *svnStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.revTime.IsZero() && s.revTimeOf == rev.ID {
+		return s.revTime, "", nil
 	}
-	return nil
+	src, err := readSVNSource(c)
+	if err != nil {
+		return time.Time{}, "", fmt.Errorf("svn: %w", err)
+	}
+	id, err := parseSVNRevision(rev.ID)
+	if err != nil {
+		return time.Time{}, "", fmt.Errorf("svn: %w", err)
+	}
+	var out string
+	_, err = firstReachable(c, "svn", src.url, true, func(hc *tasks.HostContext) error {
+		args := append([]string{"svn", "info", "--show-item", "last-changed-date"}, src.auth.args()...)
+		var err error
+		out, err = hc.Capture(append(args, "--", src.url+"@"+id), src.auth.opts())
+		return err
+	})
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out))
+	if err != nil {
+		return time.Time{}, "", fmt.Errorf("svn: svn info of %s@%s printed %q, not a date", src.url, id, out)
+	}
+	s.revTime, s.revTimeOf = t, rev.ID
+	return t, "", nil
 }
 
 // Close has nothing to remove.
