@@ -586,15 +586,6 @@ func (r *Recipe) fail(c *tasks.Context, st *runState, cause error) error {
 		}
 		fe.Hosts = append(fe.Hosts, HostOutcome{Host: h.String(), State: state})
 	}
-	if c.Ctx().Err() != nil {
-		// An interrupted run's error is reported as just "interrupted";
-		// the fleet's state must still reach the operator.
-		var lines []string
-		for _, h := range fe.Hosts {
-			lines = append(lines, h.Host+": "+h.State)
-		}
-		c.Warn(st.op + " interrupted; every host's final state:\n" + strings.Join(lines, "\n"))
-	}
 	if st.op == opDeploy {
 		c.Executor.Vars.Set("deploying", false, tasks.Position{File: "recipes/deploy"})
 	}
