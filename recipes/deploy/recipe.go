@@ -50,7 +50,7 @@ func New() tasks.Recipe {
 	return &Recipe{newStrategy: scm.New, now: time.Now}
 }
 
-// Variable defaults. Each is documented in README-SECTION.md.
+// Variable defaults. Each is documented in the README (Deploying: Variables).
 const (
 	defaultKeepReleases       = 5
 	defaultHealthExpect       = "welcome"
