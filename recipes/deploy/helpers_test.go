@@ -22,6 +22,7 @@ import (
 	"davit/deploy/backend/local"
 	sshbackend "davit/deploy/backend/ssh"
 	"davit/deploy/output"
+	"davit/deploy/output/outputtest"
 	"davit/deploy/sshtest"
 	"davit/recipes/scm"
 	"davit/tasks"
@@ -32,26 +33,13 @@ import (
 const isolated = "/srv/davit-test"
 
 // recorder keeps every event of a run.
-type recorder struct {
-	mu     sync.Mutex
-	events []output.Event
-}
-
-func (r *recorder) Emit(ev output.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
+type recorder struct{ outputtest.Recorder }
 
 // messages returns info and warn messages, "host: level: line".
 func (r *recorder) messages() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []string
-	for _, ev := range r.events {
-		if ev.Kind == output.Message {
-			out = append(out, ev.Host+": "+ev.Level+": "+ev.Line)
-		}
+	for _, ev := range r.Of(output.Message) {
+		out = append(out, ev.Host+": "+ev.Level+": "+ev.Line)
 	}
 	return out
 }
@@ -60,13 +48,9 @@ func (r *recorder) text() string { return strings.Join(r.messages(), "\n") }
 
 // commands counts the commands each host ran.
 func (r *recorder) commands() map[string]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	out := map[string]int{}
-	for _, ev := range r.events {
-		if ev.Kind == output.CommandStart {
-			out[ev.Host]++
-		}
+	for _, ev := range r.Of(output.CommandStart) {
+		out[ev.Host]++
 	}
 	return out
 }

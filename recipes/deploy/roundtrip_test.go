@@ -18,11 +18,9 @@ import (
 
 // labels lists the pretty labels of host's commands, in order.
 func (r *recorder) labels(host string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []string
-	for _, ev := range r.events {
-		if ev.Kind == output.CommandStart && ev.Host == host {
+	for _, ev := range r.Of(output.CommandStart) {
+		if ev.Host == host {
 			out = append(out, ev.Task+": "+ev.Label)
 		}
 	}
