@@ -87,7 +87,7 @@ func (h *HostContext) Batch(steps []Step, opts CommandOptions) ([]string, error)
 	}
 	if len(steps) == 1 {
 		var buf strings.Builder
-		_, cerr := h.run([]string{steps[0].Script}, opts, &buf, false)
+		_, cerr := h.run([]string{steps[0].Script}, opts, runMode{capture: &buf})
 		out := strings.TrimRight(buf.String(), "\r\n")
 		if cerr != nil {
 			return []string{out}, stepError(0, steps[0], cerr)
@@ -120,7 +120,7 @@ func (h *HostContext) Batch(steps []Step, opts CommandOptions) ([]string, error)
 		fmt.Fprintf(&script, "echo %s%d; (%s\n)%s || exit $?\n", mark, i, s.Script, in)
 	}
 	var buf strings.Builder
-	_, cerr := h.run([]string{script.String()}, opts, &buf, false)
+	_, cerr := h.run([]string{script.String()}, opts, runMode{capture: &buf, marker: mark})
 	outs := splitSteps(buf.String(), mark, len(steps))
 	if cerr != nil {
 		i := max(len(outs)-1, 0)

@@ -41,6 +41,19 @@ func TestBatch(t *testing.T) {
 	if !slices.Equal(starts, []string{"one, two, three"}) {
 		t.Errorf("commands run (labels): %q, want one command", starts)
 	}
+	// The steps' output is reported; the markers that split it are not.
+	var lines []string
+	for _, ev := range rec.Of(output.Output) {
+		lines = append(lines, ev.Line)
+	}
+	if len(lines) != 4 || lines[0] != "a" || lines[1] != "b" || lines[3] != "unset hi" {
+		t.Errorf("reported output lines = %q", lines)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "@@davit-step") {
+			t.Errorf("a step marker was reported as output: %q", l)
+		}
+	}
 
 	err = c.On(ex.Hosts, nil, func(hc *HostContext) error {
 		outs, berr = hc.Batch([]Step{

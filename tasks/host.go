@@ -191,11 +191,22 @@ func display(c *deploy.Command) string {
 	return s
 }
 
+// runMode adjusts how run reports a command.
+type runMode struct {
+	// capture, if set, also receives stdout.
+	capture io.Writer
+	// test marks a command run as a condition: its non-zero exit is an
+	// answer, not a failure, in its end event.
+	test bool
+	// marker is davit's own protocol on stdout (Batch's step markers):
+	// captured, but cut from the output reported.
+	marker string
+}
+
 // run executes one command with events: CommandStart, an Output event per
-// line of either stream, CommandEnd. capture, if set, also receives stdout.
-// A test command's non-zero exit is marked in its end event as an answer,
-// so output does not show it as a failure.
-func (h *HostContext) run(args []string, opts CommandOptions, capture io.Writer, test bool) (*deploy.Result, *CommandError) {
+// line of either stream, CommandEnd.
+func (h *HostContext) run(args []string, opts CommandOptions, mode runMode) (*deploy.Result, *CommandError) {
+	capture, test := mode.capture, mode.test
 	c, err := h.command(args, opts)
 	if err != nil {
 		return nil, &CommandError{Host: h.Host.String(), Command: strings.Join(args, " "), ExitStatus: -1, Err: err}
@@ -205,6 +216,15 @@ func (h *HostContext) run(args []string, opts CommandOptions, capture io.Writer,
 	h.emit(output.Event{Kind: output.CommandStart, ID: id, Command: disp, Label: opts.Label})
 	stderrTail := &tail{n: stderrTailLines}
 	outW := output.NewLineWriter(func(l string) {
+		if mode.marker != "" {
+			// A marker ends its line, but may follow output that had no
+			// newline of its own ("printf b"): keep that part.
+			if i := strings.Index(l, mode.marker); i >= 0 {
+				if l = l[:i]; l == "" {
+					return
+				}
+			}
+		}
 		h.emit(output.Event{Kind: output.Output, ID: id, Stream: output.Stdout, Line: l})
 	})
 	errW := output.NewLineWriter(func(l string) {
@@ -244,7 +264,7 @@ func (h *HostContext) run(args []string, opts CommandOptions, capture io.Writer,
 // Execute runs a command and fails unless it exits 0. One argument is a
 // shell line run as written; several are quoted words.
 func (h *HostContext) Execute(args []string, opts CommandOptions) error {
-	if _, cerr := h.run(args, opts, nil, false); cerr != nil {
+	if _, cerr := h.run(args, opts, runMode{}); cerr != nil {
 		return cerr
 	}
 	return nil
@@ -254,7 +274,7 @@ func (h *HostContext) Execute(args []string, opts CommandOptions) error {
 // newline; the output is still emitted as events, so logs show it.
 func (h *HostContext) Capture(args []string, opts CommandOptions) (string, error) {
 	var buf bytes.Buffer
-	if _, cerr := h.run(args, opts, &buf, false); cerr != nil {
+	if _, cerr := h.run(args, opts, runMode{capture: &buf}); cerr != nil {
 		return "", cerr
 	}
 	return strings.TrimRight(buf.String(), "\r\n"), nil
@@ -264,7 +284,7 @@ func (h *HostContext) Capture(args []string, opts CommandOptions) (string, error
 // false. A command that could not run or finish is an error, not false, so
 // a lost connection is never mistaken for a missing file.
 func (h *HostContext) Test(args []string, opts CommandOptions) (bool, error) {
-	_, cerr := h.run(args, opts, nil, true)
+	_, cerr := h.run(args, opts, runMode{test: true})
 	switch {
 	case cerr == nil:
 		return true, nil
