@@ -31,15 +31,14 @@ package scm
 // "log" (davit writes its run log to log/ while archiving it).
 //
 // The control machine needs git (for a git source); the hosts need tar
-// and gzip. Each host receives the archive as
-// DEPLOY_TO/.davit/upload-<id>.tar.gz, extracts it into the release and
-// removes it; Close removes the control machine's copy.
+// and gzip. Each host receives the archive once, streamed into
+// `tar -x -z -f - -C RELEASE` (one command, no temporary file on the
+// host); Close removes the control machine's copy.
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -299,9 +298,8 @@ func (s *copyStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revisi
 	return nil
 }
 
-// Release uploads the archive to DEPLOY_TO/.davit/upload-<id>.tar.gz,
-// extracts it into dir and removes it again, whether or not the
-// extraction worked.
+// Release streams the archive into tar on the host, extracting it into
+// dir.
 func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revision, dir string) error {
 	fail := func(err error) error { return fmt.Errorf("copy release on %s: %w", hc.Host, err) }
 	if err := checkReleaseDir(dir); err != nil {
@@ -318,18 +316,17 @@ func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revis
 	case !copyIDPattern.MatchString(rev.ID):
 		return fail(fmt.Errorf("revision id %q is not a digest or commit sha", rev.ID))
 	}
-	state := l.State()
-	remote := path.Join(state, "upload-"+rev.ID+".tar.gz")
-	if err := hc.Execute([]string{"mkdir", "-p", state}, tasks.CommandOptions{}); err != nil {
+	// The archive streams into tar on the host: one command, one transfer,
+	// and no temporary file to clean up if the connection drops.
+	f, err := os.Open(archive)
+	if err != nil {
 		return fail(err)
 	}
-	err := hc.UploadFile(archive, remote, 0o600)
-	if err == nil {
-		err = hc.Execute([]string{"tar", "-x", "-z", "-f", remote, "-C", dir}, tasks.CommandOptions{})
-	}
-	if rmErr := hc.Execute([]string{"rm", "-f", "--", remote}, tasks.CommandOptions{}); rmErr != nil && err == nil {
-		err = rmErr
-	}
+	defer f.Close()
+	err = hc.Execute([]string{"tar", "-x", "-z", "-f", "-", "-C", dir}, tasks.CommandOptions{
+		Stdin: f,
+		Label: "upload and unpack release archive " + rev.ID,
+	})
 	if err != nil {
 		return fail(err)
 	}

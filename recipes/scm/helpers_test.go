@@ -59,6 +59,10 @@ type recBackend struct {
 func (b *recBackend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.Writer) (*deploy.Result, error) {
 	b.mu.Lock()
 	b.lines = append(b.lines, c.String())
+	if c.Stdin != nil {
+		// Data streamed into a command is a transfer too.
+		b.uploads = append(b.uploads, "stdin: "+c.String())
+	}
 	b.mu.Unlock()
 	return b.Backend.Run(ctx, c, stdout, stderr)
 }
