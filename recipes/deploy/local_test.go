@@ -172,17 +172,8 @@ func TestLocalSameSecondReleaseIDs(t *testing.T) {
 
 // svn: a deploy exports one revision of a file:// repository.
 func TestLocalSVN(t *testing.T) {
-	if _, err := exec.LookPath("svnadmin"); err != nil {
-		t.Skip("no svnadmin")
-	}
 	e := newLocalEnv(t)
-	repo := filepath.Join(t.TempDir(), "svnrepo")
-	if out, err := exec.Command("svnadmin", "create", repo).CombinedOutput(); err != nil {
-		t.Fatalf("svnadmin: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("svn", "import", "--quiet", "--non-interactive", "-m", "import", e.repo+"/index.html", "file://"+repo+"/trunk/index.html").CombinedOutput(); err != nil {
-		t.Fatalf("svn import: %v\n%s", err, out)
-	}
+	repo := svnRepo(t, e)
 	rec, err := e.run(`set("scm", "svn")
 set("repo_url", "file://`+repo+`/trunk")`, nil, nil, "deploy")
 	if err != nil {
@@ -235,4 +226,25 @@ func TestLocalCheckLayoutProblems(t *testing.T) {
 		}
 	}
 	e.wantReleases()
+}
+
+// svnRepo makes a Subversion repository whose trunk holds the env's
+// index.html, and returns its path (file://PATH/trunk is the URL).
+func svnRepo(t *testing.T, e *env) string {
+	t.Helper()
+	if _, err := exec.LookPath("svnadmin"); err != nil {
+		// As with sshd: CI must not pass by skipping.
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("svnadmin not installed: %v", err)
+		}
+		t.Skip("no svnadmin")
+	}
+	repo := filepath.Join(t.TempDir(), "svnrepo")
+	if out, err := exec.Command("svnadmin", "create", repo).CombinedOutput(); err != nil {
+		t.Fatalf("svnadmin: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("svn", "import", "--quiet", "--non-interactive", "-m", "import", e.repo+"/index.html", "file://"+repo+"/trunk/index.html").CombinedOutput(); err != nil {
+		t.Fatalf("svn import: %v\n%s", err, out)
+	}
+	return repo
 }

@@ -160,17 +160,8 @@ set("copy_exclude", [".git"])`, e.repo), nil)
 
 // svn: REVISION_TIME is the last-changed date of the deployed revision.
 func TestLocalSVNRevisionTime(t *testing.T) {
-	if _, err := exec.LookPath("svnadmin"); err != nil {
-		t.Skip("no svnadmin")
-	}
 	e := newLocalEnv(t)
-	repo := filepath.Join(t.TempDir(), "svnrepo")
-	if out, err := exec.Command("svnadmin", "create", repo).CombinedOutput(); err != nil {
-		t.Fatalf("svnadmin: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("svn", "import", "--quiet", "--non-interactive", "-m", "import", e.repo+"/index.html", "file://"+repo+"/trunk/index.html").CombinedOutput(); err != nil {
-		t.Fatalf("svn import: %v\n%s", err, out)
-	}
+	repo := svnRepo(t, e)
 	// Date r1 in the past (svn's own property; the hook allows it).
 	if err := os.WriteFile(filepath.Join(repo, "hooks", "pre-revprop-change"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)

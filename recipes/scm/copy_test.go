@@ -224,15 +224,7 @@ func TestCopyCheck(t *testing.T) {
 	e.set("copy_dir", ".")
 	e.set("copy_exclude", []any{"ok", 3})
 	s, _ := New("copy")
-	var problems []string
-	err := onEach(t, e, t.TempDir(), func(hc *tasks.HostContext, l deploy.Layout) error {
-		var err error
-		problems, err = s.Check(hc, l)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	problems := checkProblems(t, e, s)
 	if len(problems) != 1 || !strings.Contains(problems[0], "copy_exclude: element 1 is int") {
 		t.Errorf("problems = %q", problems)
 	}

@@ -286,16 +286,7 @@ func TestGitCheck(t *testing.T) {
 	s, _ := New("git")
 	check := func() []string {
 		t.Helper()
-		var problems []string
-		err := onEach(t, e, t.TempDir(), func(hc *tasks.HostContext, l deploy.Layout) error {
-			var err error
-			problems, err = s.Check(hc, l)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return problems
+		return checkProblems(t, e, s)
 	}
 	e.set("repo_url", repo.url)
 	if p := check(); len(p) != 0 {

@@ -324,3 +324,19 @@ func archiveTree(t *testing.T, repo, rev, sub string) []string {
 	run(t, repo, "sh", "-c", line)
 	return tree(t, dir)
 }
+
+// checkProblems runs s.Check on every host of e and returns the problems
+// of the last one.
+func checkProblems(t *testing.T, e *env, s Strategy) []string {
+	t.Helper()
+	var problems []string
+	err := onEach(t, e, t.TempDir(), func(hc *tasks.HostContext, l deploy.Layout) error {
+		var err error
+		problems, err = s.Check(hc, l)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return problems
+}

@@ -183,16 +183,7 @@ func TestSVNCredentials(t *testing.T) {
 	check := func() []string {
 		t.Helper()
 		s, _ := New("svn")
-		var problems []string
-		err := onEach(t, e, t.TempDir(), func(hc *tasks.HostContext, l deploy.Layout) error {
-			var err error
-			problems, err = s.Check(hc, l)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return problems
+		return checkProblems(t, e, s)
 	}
 
 	// Anonymous access is refused, without a prompt.
