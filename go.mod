@@ -1,4 +1,4 @@
-module davit
+module github.com/davit-deploy/davit
 
 go 1.26.8
 

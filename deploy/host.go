@@ -28,6 +28,9 @@ type Host struct {
 	// Backend names the transport: "" picks local for "localhost" and ssh
 	// otherwise; "ssh" or "local" force one.
 	Backend string
+	// Source names where the host came from: "" or "static" for server()
+	// and role(), else the HostSource's Name ("ec2").
+	Source string
 }
 
 // ParseHost reads "[user@]name[:port]" (IPv6 as "[::1]:22").
@@ -161,6 +164,10 @@ func (h *Host) Merge(o *Host) {
 type Filter struct {
 	Roles []string
 	Hosts []string
+	// Only, when not nil, also keeps just the hosts whose Key it lists: an
+	// exact set (a batch of a rolling publish), which no glob of names
+	// could state safely.
+	Only []string
 }
 
 // ParseList splits a comma-separated flag value, dropping blanks.
@@ -185,11 +192,11 @@ func (f Filter) Validate() error {
 }
 
 // Empty reports whether the filter lets everything through.
-func (f Filter) Empty() bool { return len(f.Roles) == 0 && len(f.Hosts) == 0 }
+func (f Filter) Empty() bool { return len(f.Roles) == 0 && len(f.Hosts) == 0 && f.Only == nil }
 
 // Match reports whether h passes the filter.
 func (f Filter) Match(h *Host) bool {
-	return f.matchRoles(h) && f.matchHosts(h)
+	return f.matchRoles(h) && f.matchHosts(h) && (f.Only == nil || slices.Contains(f.Only, h.Key()))
 }
 
 func (f Filter) matchRoles(h *Host) bool {

@@ -8,8 +8,8 @@ import (
 	"embed"
 	"io/fs"
 
-	"davit/recipes/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/recipes/capdeploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 //go:embed *.star
@@ -24,6 +24,6 @@ func Starlark() fs.FS { return starFiles }
 // its own run state.
 func Go() map[string]func() tasks.Recipe {
 	return map[string]func() tasks.Recipe{
-		"deploy": deploy.New,
+		"deploy": capdeploy.New,
 	}
 }

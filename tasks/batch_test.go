@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 // A batch is one command: each step's output comes back on its own, a

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"runtime/debug"
 
-	"davit/deploy"
-	"davit/deploy/output"
-	"davit/deploy/runner"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/runner"
 )
 
 // Context is what a task body works with: the run's context, the executor
@@ -28,6 +28,12 @@ func NewContext(ctx context.Context, e *Executor, t *Task) *Context {
 
 // Ctx is the run's context; it is canceled when the run is interrupted.
 func (c *Context) Ctx() context.Context { return c.ctx }
+
+// DryRun reports whether the run only reports what it would do. Commands
+// on hosts are already harmless then (the backends report them); a task
+// that acts in another way, such as calling an API, must check this and
+// report what it would do instead.
+func (c *Context) DryRun() bool { return c.Executor.DryRun }
 
 // Invoke runs another task (with its hooks) unless it already ran.
 func (c *Context) Invoke(name string) error { return c.Executor.invoke(c.ctx, name, false) }
@@ -157,9 +163,10 @@ func (c *Context) Ask(name, prompt, def string, secret bool) (string, error) {
 		return vars.FetchString(name)
 	}
 	e := c.Executor
-	e.askMu.Lock()
-	defer e.askMu.Unlock()
-	if a, ok := e.asked[name]; ok {
+	sh := e.share()
+	sh.askMu.Lock()
+	defer sh.askMu.Unlock()
+	if a, ok := sh.asked[name]; ok {
 		return a, nil
 	}
 	secret = secret || vars.IsSecret(name)
@@ -185,10 +192,10 @@ func (c *Context) Ask(name, prompt, def string, secret bool) (string, error) {
 		vars.MarkSecret(name)
 	}
 	vars.Set(name, answer, c.taskPos())
-	if e.asked == nil {
-		e.asked = map[string]string{}
+	if sh.asked == nil {
+		sh.asked = map[string]string{}
 	}
-	e.asked[name] = answer
+	sh.asked[name] = answer
 	return answer, nil
 }
 

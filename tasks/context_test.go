@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/output"
-	"davit/deploy/runner"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/runner"
 )
 
 // runTask defines a task with body fn and invokes it.

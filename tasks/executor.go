@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 // Executor runs tasks for one davit invocation. Fill in the exported
@@ -42,13 +42,71 @@ type Executor struct {
 	// Prompter answers Context.Ask; nil makes every Ask fail with a hint
 	// to set the variable on the command line.
 	Prompter Prompter
+	// DryRun says the run only reports what it would do: the backends
+	// (chosen by whoever builds the Pool and Local) run nothing, and a
+	// task that acts other than through a backend (an API call) reads
+	// Context.DryRun and reports instead of acting.
+	DryRun bool
 
-	varsOnce sync.Once
-	mu       sync.Mutex
-	ran      map[string]bool
-	askMu    sync.Mutex
-	asked    map[string]string
-	nextID   atomic.Uint64
+	varsOnce   sync.Once
+	sharedOnce sync.Once
+	shared     *runShared // what derived executors share with this one
+	mu         sync.Mutex
+	runs       map[string]*taskRun
+}
+
+// runShared is the part of a run that every executor derived from it
+// (Derive) shares: answers already given to Ask, and the command ids, so
+// no two commands of one run ever get the same id.
+type runShared struct {
+	askMu  sync.Mutex
+	asked  map[string]string
+	nextID atomic.Uint64
+}
+
+// taskRun is one task's run in an executor: done is closed when it ends,
+// and err is then how it ended.
+type taskRun struct {
+	done chan struct{}
+	err  error
+}
+
+func (e *Executor) share() *runShared {
+	e.sharedOnce.Do(func() {
+		if e.shared == nil {
+			e.shared = &runShared{}
+		}
+	})
+	return e.shared
+}
+
+// Derive returns an executor for the same run that sees only hosts (further
+// narrowed by this executor's filter) and runs every task afresh. Every
+// other field is kept, and so are the answers Ask got and the command ids:
+// a rolling publish runs deploy:publishing and its hooks once per batch of
+// hosts, each batch on an executor derived for it, without asking the user
+// twice or confusing two batches' commands in the output.
+func (e *Executor) Derive(hosts []*deploy.Host) *Executor {
+	keys := []string{} // not nil: no host passes when none is given
+	for _, h := range e.Filter.Apply(hosts) {
+		keys = append(keys, h.Key())
+	}
+	d := &Executor{
+		Registry:        e.Registry,
+		Vars:            e.vars(),
+		Hosts:           e.Hosts,
+		Filter:          e.Filter,
+		Pool:            e.Pool,
+		Local:           e.Local,
+		LocalDir:        e.LocalDir,
+		Sink:            e.Sink,
+		DefaultParallel: e.DefaultParallel,
+		Prompter:        e.Prompter,
+		DryRun:          e.DryRun,
+		shared:          e.share(),
+	}
+	d.Filter.Only = keys
+	return d
 }
 
 // TaskError is a task's failure. Its message reads "task NAME failed:
@@ -84,9 +142,11 @@ func (e *interrupted) Unwrap() []error { return []error{e.err, e.cause} }
 // Invoke runs the task called name: its before hooks, its body, its after
 // hooks. Each task runs at most once per Executor, so invoking a task that
 // already ran (as a hook or directly) does nothing; use Reinvoke to run it
-// again. A task counts as run from the moment it starts: an Invoke from
-// another goroutine while it is still running returns at once. Hooks are checked before anything runs: a hook naming an unknown
-// task or a cycle of hooks is an error that points at the hook's position.
+// again. An Invoke from another goroutine while the task is still running
+// waits for it to end (or for ctx) and returns its error, so whoever
+// invokes a task may rely on its work being done. Hooks are checked before
+// anything runs: a hook naming an unknown task or a cycle of hooks is an
+// error that points at the hook's position.
 func (e *Executor) Invoke(ctx context.Context, name string) error {
 	return e.invoke(ctx, name, false)
 }
@@ -194,19 +254,58 @@ func (e *Executor) run(ctx context.Context, name string, force bool) error {
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	if e.ran == nil {
-		e.ran = map[string]bool{}
+	tr, first := e.claim(name, force)
+	if !first {
+		return e.wait(ctx, name, tr)
 	}
-	if e.ran[name] && !force {
-		e.mu.Unlock()
-		return nil
-	}
-	e.ran[name] = true
-	e.mu.Unlock()
+	err = e.runClaimed(ctx, t)
+	e.finish(tr, err)
+	return err
+}
 
-	ctx = context.WithValue(ctx, stackKey{}, append(slices.Clone(invocationStack(ctx)), name))
-	before, after := e.Registry.Hooks(name)
+// claim marks name as running and reports whether the caller is the one to
+// run it; otherwise tr is the run already started (or finished).
+func (e *Executor) claim(name string, force bool) (tr *taskRun, first bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.runs == nil {
+		e.runs = map[string]*taskRun{}
+	}
+	if prev, ok := e.runs[name]; ok && !force {
+		return prev, false
+	}
+	tr = &taskRun{done: make(chan struct{})}
+	e.runs[name] = tr
+	return tr, true
+}
+
+func (e *Executor) finish(tr *taskRun, err error) {
+	tr.err = err
+	close(tr.done)
+}
+
+// wait blocks until a run of name that another goroutine started ends.
+func (e *Executor) wait(ctx context.Context, name string, tr *taskRun) error {
+	select {
+	case <-tr.done:
+		return tr.err
+	case <-ctx.Done():
+		return &TaskError{Task: name, Err: ctx.Err()}
+	}
+}
+
+// hasRun reports whether name was started in this executor.
+func (e *Executor) hasRun(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.runs[name]
+	return ok
+}
+
+// runClaimed runs t's before hooks, body and after hooks.
+func (e *Executor) runClaimed(ctx context.Context, t *Task) error {
+	ctx = context.WithValue(ctx, stackKey{}, append(slices.Clone(invocationStack(ctx)), t.Name))
+	before, after := e.Registry.Hooks(t.Name)
 	for _, h := range before {
 		if err := e.run(ctx, h.Task, false); err != nil {
 			return err

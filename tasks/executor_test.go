@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 func TestHooksOrder(t *testing.T) {

@@ -7,9 +7,9 @@ import (
 
 	"os/exec"
 
-	"davit/deploy"
-	"davit/deploy/backend/local"
-	"davit/deploy/output/outputtest"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/backend/local"
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
 )
 
 // recorder keeps every event of a run.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 // stderrTailLines is how much of a failed command's stderr its error
@@ -211,7 +211,7 @@ func (h *HostContext) run(args []string, opts CommandOptions, mode runMode) (*de
 	if err != nil {
 		return nil, &CommandError{Host: h.Host.String(), Command: strings.Join(args, " "), ExitStatus: -1, Err: err}
 	}
-	id := h.Context.Executor.nextID.Add(1)
+	id := h.Context.Executor.share().nextID.Add(1)
 	disp := display(c)
 	h.emit(output.Event{Kind: output.CommandStart, ID: id, Command: disp, Label: opts.Label})
 	stderrTail := &tail{n: stderrTailLines}
@@ -297,7 +297,7 @@ func (h *HostContext) Test(args []string, opts CommandOptions) (bool, error) {
 // transfer wraps an upload or download in CommandStart/CommandEnd events so
 // the output and the run log show file transfers too.
 func (h *HostContext) transfer(what string, fn func(deploy.Backend) error) error {
-	id := h.Context.Executor.nextID.Add(1)
+	id := h.Context.Executor.share().nextID.Add(1)
 	h.emit(output.Event{Kind: output.CommandStart, ID: id, Command: what})
 	start := time.Now()
 	be, err := h.getBackend()

@@ -13,14 +13,14 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
-	"davit/deploy"
-	"davit/deploy/backend/dryrun"
-	"davit/deploy/backend/local"
-	sshbackend "davit/deploy/backend/ssh"
-	"davit/deploy/output"
-	"davit/recipes"
-	"davit/tasks"
-	"davit/tasks/deployfile"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/backend/dryrun"
+	"github.com/davit-deploy/davit/deploy/backend/local"
+	sshbackend "github.com/davit-deploy/davit/deploy/backend/ssh"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/recipes"
+	"github.com/davit-deploy/davit/tasks"
+	"github.com/davit-deploy/davit/tasks/deployfile"
 )
 
 // invocation is the command line after flags: an optional stage, the

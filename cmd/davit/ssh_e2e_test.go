@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 // runDavit runs the CLI in-process and returns its exit status and output.

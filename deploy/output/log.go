@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // logTime is the run log's timestamp: UTC with fixed-width microseconds, so

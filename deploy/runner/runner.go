@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // Runner calls fn for each host. It returns nil or a *HostErrors naming

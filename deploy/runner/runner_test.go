@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 func hosts(n int) []*deploy.Host {

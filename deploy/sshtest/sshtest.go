@@ -51,7 +51,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // SSHDPath is where Debian's openssh-server installs sshd. sshd must be run

@@ -47,8 +47,8 @@ import (
 	"time"
 	"unicode"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // copyStrategy is the "copy" strategy. After Resolve it holds the one

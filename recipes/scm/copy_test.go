@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // deployCopy runs Update and Release of rev on every host of e into

@@ -40,8 +40,8 @@ import (
 	"sync"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // gitStrategy is the "git" strategy. Its only state is the revision

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 func TestGitResolve(t *testing.T) {

@@ -14,11 +14,11 @@ import (
 	"sync"
 	"testing"
 
-	"davit/deploy"
-	"davit/deploy/backend/local"
-	"davit/deploy/output"
-	"davit/deploy/output/outputtest"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/backend/local"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // recorder keeps every event of a run.

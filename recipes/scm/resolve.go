@@ -9,9 +9,9 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	"davit/deploy"
-	"davit/deploy/runner"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // place is where a resolving command runs: the control machine (host nil)

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // Revision is what one deploy puts on every host. It is resolved once per

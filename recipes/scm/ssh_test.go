@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/backend/ssh"
-	"davit/deploy/sshtest"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/backend/ssh"
+	"github.com/davit-deploy/davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // The strategies on real sshd hosts. Every host sees its own private tree

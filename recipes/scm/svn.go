@@ -33,8 +33,8 @@ import (
 	"sync"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // svnStrategy is the "svn" strategy; its state is the revision resolved

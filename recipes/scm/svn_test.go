@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // svnRepo is a Subversion repository:

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"davit/tasks"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // Variables are read when a strategy method runs, never when it is made:

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"davit/deploy"
-	"davit/deploy/output"
-	"davit/deploy/runner"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 func TestSetFetch(t *testing.T) {

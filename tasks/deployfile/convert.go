@@ -9,7 +9,7 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // toGo converts a Starlark value into the Go form variables hold, so Go

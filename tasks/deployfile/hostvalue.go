@@ -11,8 +11,8 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // hostValue is a host in Starlark. Handles from roles(), hosts() and

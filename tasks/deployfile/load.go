@@ -17,9 +17,9 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
-	"davit/deploy"
-	"davit/deploy/output"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // Options configure Load.

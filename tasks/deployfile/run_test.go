@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy/output"
-	"davit/recipes"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/recipes"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 func TestHooksAndInvoke(t *testing.T) {

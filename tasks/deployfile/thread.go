@@ -7,8 +7,8 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"davit/deploy/output"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // phase says what a thread is doing, and so which builtins it may call.

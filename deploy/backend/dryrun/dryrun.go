@@ -8,7 +8,7 @@ import (
 	"io"
 	"io/fs"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // Placeholder is what every command "prints" on stdout in a dry run. Tasks

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 func TestRun(t *testing.T) {

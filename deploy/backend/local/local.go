@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // Backend runs on this machine. Relative paths resolve against Dir, or the

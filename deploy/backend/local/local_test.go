@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 var _ deploy.Backend = (*Backend)(nil)

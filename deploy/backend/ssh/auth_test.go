@@ -14,7 +14,7 @@ import (
 	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 // countingAgent counts signatures, to prove the agent did the login.

@@ -15,7 +15,7 @@ import (
 	"github.com/pkg/sftp"
 	xssh "golang.org/x/crypto/ssh"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // conn is one SSH connection with keepalive and death detection.

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/runner"
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 func TestParallelFiveHosts(t *testing.T) {

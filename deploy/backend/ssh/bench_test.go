@@ -11,9 +11,9 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 
-	"davit/deploy"
-	"davit/deploy/runner"
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 // The benchmarks compare davit with the two things it should be as fast as:

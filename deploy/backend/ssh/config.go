@@ -11,7 +11,7 @@ import (
 
 	"github.com/kevinburke/ssh_config"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // endpoint is everything needed to reach one SSH server once the host's own

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/runner"
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 func TestResolveFromSSHConfig(t *testing.T) {

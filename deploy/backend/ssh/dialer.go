@@ -27,7 +27,7 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // Defaults for Options left zero.

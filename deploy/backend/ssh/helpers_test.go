@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 // testOptions reach a fleet without touching the user's own ssh setup: no

@@ -10,7 +10,7 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 func connectErr(t *testing.T, o Options, f *sshtest.Fleet) error {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pkg/sftp"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // errNoSFTP means the server has no sftp subsystem (or SFTP is disabled):

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
 func TestTransfer(t *testing.T) {

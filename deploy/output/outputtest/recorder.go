@@ -5,7 +5,7 @@ import (
 	"slices"
 	"sync"
 
-	"davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 // Recorder is an output.Sink that keeps every event, safe for the

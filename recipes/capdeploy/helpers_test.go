@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"context"
@@ -18,15 +18,15 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/backend/local"
-	sshbackend "davit/deploy/backend/ssh"
-	"davit/deploy/output"
-	"davit/deploy/output/outputtest"
-	"davit/deploy/sshtest"
-	"davit/recipes/scm"
-	"davit/tasks"
-	"davit/tasks/deployfile"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/backend/local"
+	sshbackend "github.com/davit-deploy/davit/deploy/backend/ssh"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
+	"github.com/davit-deploy/davit/deploy/sshtest"
+	"github.com/davit-deploy/davit/recipes/scm"
+	"github.com/davit-deploy/davit/tasks"
+	"github.com/davit-deploy/davit/tasks/deployfile"
 )
 
 // isolated is the deploy path every simulated host has privately.

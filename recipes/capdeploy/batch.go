@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"errors"
@@ -6,9 +6,9 @@ import (
 	"strings"
 	"sync"
 
-	"davit/deploy/runner"
-	"davit/recipes/scm"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/recipes/scm"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // Round trips. Over SSH every command is a session and a shell on the

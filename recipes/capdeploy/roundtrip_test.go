@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"errors"
@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/output"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // labels lists the pretty labels of host's commands, in order.

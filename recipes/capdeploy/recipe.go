@@ -13,7 +13,7 @@
 // host finishes deploy:updating before any host's current moves; a failure
 // before publishing removes the new release everywhere; a failure while
 // publishing moves the hosts that switched back to the release they had.
-package deploy
+package capdeploy
 
 import (
 	"fmt"
@@ -22,9 +22,9 @@ import (
 	"sync"
 	"time"
 
-	"davit/deploy"
-	"davit/recipes/scm"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/recipes/scm"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // Recipe is the deploy recipe. New makes a fresh one per Deployfile load,
@@ -64,7 +64,7 @@ const (
 // -T` and fetch() work before anything is set, and a Deployfile's set()
 // wins whatever the order.
 func (r *Recipe) SetDefaults(v *tasks.Vars) {
-	pos := tasks.Position{File: "recipes/deploy"}
+	pos := tasks.Position{File: "recipes/capdeploy"}
 	def := func(name string, value any) { v.SetDefault(name, value, pos) }
 	lazy := func(name string, fn func() (any, error)) { v.SetDefault(name, tasks.Lazy(fn), pos) }
 
@@ -211,7 +211,7 @@ func (r *Recipe) taskDefs() []taskDef {
 // Capistrano, so a Deployfile that redefines a step replaces just that
 // step and keeps its hooks.
 func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
-	pos := tasks.Position{File: "recipes/deploy"}
+	pos := tasks.Position{File: "recipes/capdeploy"}
 	r.own = map[string]*tasks.Task{}
 	for _, d := range r.taskDefs() {
 		t := &tasks.Task{Name: d.name, Desc: d.desc, Pos: pos, Run: d.run}

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // The deploy benchmark puts a real application (about 200 files plus one
@@ -26,7 +26,7 @@ import (
 // burns most of the CPU, so davit is judged against that floor rather
 // than an absolute time.
 //
-//	go test -run XXX -bench Deploy -benchtime 3x ./recipes/deploy
+//	go test -run XXX -bench Deploy -benchtime 3x ./recipes/capdeploy
 //
 // Sub-benchmarks: hosts=N/first (an empty deploy_to on every host: the
 // mirror is cloned) and hosts=N/repeat (the next commit onto a deployed

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // releaseRow is one line of the releases table: one release across every

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"context"
@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/output"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // FleetError is a deploy or rollback that failed: the cause, and what
@@ -462,7 +461,7 @@ func (r *Recipe) publish(c *tasks.Context, st *runState) error {
 		}
 		names := hostNames(b)
 		c.Info(fmt.Sprintf("publishing batch %d of %d: %s", i+1, len(batches), strings.Join(names, ", ")))
-		if err := r.publishOn(c.Ctx(), narrowed(c.Executor, b, i+1), st, b); err != nil {
+		if err := r.publishOn(c.Ctx(), c.Executor.Derive(b), st, b); err != nil {
 			return fmt.Errorf("batch %d of %d (%s): %w", i+1, len(batches), strings.Join(names, ", "), err)
 		}
 	}
@@ -488,50 +487,6 @@ func hostNames(hosts []*deploy.Host) []string {
 		out = append(out, h.String())
 	}
 	return out
-}
-
-// narrowed returns an executor for the same run that sees only hosts, and
-// runs every task afresh: a rolling publish runs deploy:publishing,
-// deploy:published and their hooks once per batch, each narrowed to its
-// batch. Command ids are offset per batch so output and logs never
-// confuse two batches' commands.
-func narrowed(e *tasks.Executor, hosts []*deploy.Host, n int) *tasks.Executor {
-	var pats []string
-	for _, h := range hosts {
-		pats = append(pats, globEscape(h.String()))
-	}
-	var sink output.Sink
-	if e.Sink != nil {
-		sink = offsetSink{e.Sink, uint64(n) << 40}
-	}
-	return &tasks.Executor{
-		Registry:        e.Registry,
-		Vars:            e.Vars,
-		Hosts:           e.Hosts,
-		Filter:          deploy.Filter{Hosts: pats},
-		Pool:            e.Pool,
-		Local:           e.Local,
-		Sink:            sink,
-		DefaultParallel: e.DefaultParallel,
-		Prompter:        e.Prompter,
-	}
-}
-
-// globEscape makes s match only itself as a path.Match pattern.
-func globEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`).Replace(s)
-}
-
-type offsetSink struct {
-	s   output.Sink
-	off uint64
-}
-
-func (o offsetSink) Emit(ev output.Event) {
-	if ev.ID != 0 {
-		ev.ID += o.off
-	}
-	o.s.Emit(ev)
 }
 
 // fail undoes what the run did, as far as its phase requires, then runs
@@ -587,7 +542,7 @@ func (r *Recipe) fail(c *tasks.Context, st *runState, cause error) error {
 		fe.Hosts = append(fe.Hosts, HostOutcome{Host: h.String(), State: state})
 	}
 	if st.op == opDeploy {
-		c.Executor.Vars.Set("deploying", false, tasks.Position{File: "recipes/deploy"})
+		c.Executor.Vars.Set("deploying", false, tasks.Position{File: "recipes/capdeploy"})
 	}
 	return fe
 }
@@ -689,12 +644,12 @@ func (r *Recipe) restore(c *tasks.Context, st *runState) string {
 		// The restart hooks ran on the new release; run them again on
 		// the old one. current_path resolves to each host's own release.
 		v := c.Executor.Vars
-		pos := tasks.Position{File: "recipes/deploy"}
+		pos := tasks.Position{File: "recipes/capdeploy"}
 		if cp, err := v.Fetch("current_path"); err == nil {
 			v.Set("release_path", cp, pos)
 		}
 		v.Set("rolling_back", true, pos)
-		e := narrowed(c.Executor, restart, 1<<10)
+		e := c.Executor.Derive(restart)
 		if err := e.Invoke(c.Ctx(), "deploy:published"); err != nil {
 			note = "after moving back, deploy:published (the restart hooks) failed: " + err.Error()
 		}

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"bufio"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"davit/deploy"
+	"github.com/davit-deploy/davit/deploy"
 )
 
 // The on-server state davit keeps beyond Capistrano's layout:

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"davit/tasks"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // A fleet Capistrano deployed (a bare mirror in repo/, two releases with

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"slices"
@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"davit/deploy"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 func probe(current string, releases []string, marks map[string]string) *serverState {

@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"crypto/rand"
@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync"
 
-	"davit/deploy"
-	"davit/recipes/scm"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/recipes/scm"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // Operations a run performs.

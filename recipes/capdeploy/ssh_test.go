@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"davit/tasks"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // First deploy, second deploy, releases, rollback, rollback to a named

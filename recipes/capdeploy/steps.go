@@ -1,4 +1,4 @@
-package deploy
+package capdeploy
 
 import (
 	"errors"
@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"davit/deploy"
-	"davit/deploy/runner"
-	"davit/recipes/scm"
-	"davit/tasks"
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/recipes/scm"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // exitReleaseExists is the status of the create-release command when the
