@@ -14,7 +14,22 @@ const (
 	CommandEnd   Kind = "command_end"
 	Output       Kind = "output"
 	Message      Kind = "message" // a line a task prints (info, warnings)
+	// HostInfo describes one host of the inventory (the `hosts` task):
+	// the text formats gather a task's HostInfo events into one table.
+	HostInfo Kind = "host"
 )
+
+// Server is what a HostInfo event says about a host.
+type Server struct {
+	Name    string         `json:"name"`
+	Address string         `json:"address,omitempty"`
+	User    string         `json:"user,omitempty"`
+	Port    int            `json:"port,omitempty"`
+	Roles   []string       `json:"roles"`
+	Primary bool           `json:"primary,omitempty"`
+	Source  string         `json:"source"`
+	Props   map[string]any `json:"properties,omitempty"`
+}
 
 // Stream says where an output line came from.
 type Stream string
@@ -49,6 +64,8 @@ type Event struct {
 	Error    string        `json:"error,omitempty"`
 	// Level is "info", "warn" or "error" for Message events.
 	Level string `json:"level,omitempty"`
+	// Server is set on HostInfo events.
+	Server *Server `json:"server,omitempty"`
 }
 
 // Sink receives events. Implementations must be safe for concurrent use:

@@ -1,9 +1,12 @@
 package output
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // eventTime is when e happened: its own time, or now for emitters that
@@ -74,4 +77,84 @@ func level(e Event) string {
 		return "info"
 	}
 	return e.Level
+}
+
+// hostTable gathers HostInfo events and renders them as one aligned table,
+// for the text formats: a table is only readable once every row is known.
+type hostTable struct {
+	rows []*Server
+}
+
+func (t *hostTable) add(s *Server) {
+	if s != nil {
+		t.rows = append(t.rows, s)
+	}
+}
+
+// flush renders the rows gathered so far (nothing when there are none)
+// and forgets them.
+func (t *hostTable) flush() string {
+	if len(t.rows) == 0 {
+		return ""
+	}
+	table := [][]string{{"HOST", "ADDRESS", "USER", "ROLES", "SOURCE", "PROPERTIES"}}
+	for _, s := range t.rows {
+		name := s.Name
+		if s.Port != 0 {
+			name += ":" + strconv.Itoa(s.Port)
+		}
+		roles := strings.Join(s.Roles, ",")
+		if s.Primary {
+			roles += " (primary)"
+		}
+		table = append(table, []string{name, dash(s.Address), dash(s.User), dash(roles), dash(s.Source), dash(props(s.Props))})
+	}
+	t.rows = nil
+	return renderTable(table)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// props renders properties as k=v words in key order.
+func props(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var words []string
+	for _, k := range keys {
+		words = append(words, fmt.Sprintf("%s=%v", k, m[k]))
+	}
+	return strings.Join(words, " ")
+}
+
+// renderTable pads every column but the last to its widest cell.
+func renderTable(rows [][]string) string {
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			if i == len(r)-1 {
+				b.WriteString(oneLine(c))
+				break
+			}
+			b.WriteString(oneLine(c) + strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }

@@ -38,6 +38,7 @@ type jsonEvent struct {
 	DurationS  *float64 `json:"duration_s,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	Level      string   `json:"level,omitempty"`
+	Server     *Server  `json:"server,omitempty"`
 }
 
 // Emit implements Sink.
@@ -55,6 +56,7 @@ func (j *JSON) Emit(e Event) {
 		Test:       e.Test,
 		Error:      e.Error,
 		Level:      e.Level,
+		Server:     e.Server,
 	}
 	switch e.Kind {
 	case Output, Message:

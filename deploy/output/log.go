@@ -114,6 +114,11 @@ func (l *Log) Emit(e Event) {
 		b.WriteString(": " + oneLine(e.Command))
 	case Message:
 		b.WriteString(" " + level(e) + ": " + oneLine(e.Line))
+	case HostInfo:
+		if s := e.Server; s != nil {
+			fmt.Fprintf(&b, " host %s address=%s user=%s port=%d roles=%s primary=%t source=%s %s",
+				s.Name, s.Address, s.User, s.Port, strings.Join(s.Roles, ","), s.Primary, s.Source, props(s.Props))
+		}
 	default:
 		fmt.Fprintf(&b, " %s %q", e.Kind, e.Line)
 	}

@@ -17,8 +17,9 @@ import (
 //	[web2] no such directory
 //	[web2] failed (3ms, exit 1): test -d /y
 type Plain struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu    sync.Mutex
+	w     io.Writer
+	hosts hostTable
 }
 
 // NewPlain returns the plain format writing to w.
@@ -30,7 +31,14 @@ func (p *Plain) Emit(e Event) {
 	if e.Host != "" {
 		prefix = "[" + e.Host + "] "
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var b strings.Builder
+	if e.Kind == HostInfo {
+		p.hosts.add(e.Server)
+		return
+	}
+	b.WriteString(p.hosts.flush())
 	switch e.Kind {
 	case TaskStart:
 		b.WriteString(prefix + "== " + e.Task + "\n")
@@ -61,7 +69,5 @@ func (p *Plain) Emit(e Event) {
 	if b.Len() == 0 {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	io.WriteString(p.w, b.String())
 }

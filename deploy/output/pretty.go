@@ -41,6 +41,7 @@ type Pretty struct {
 	// are printed when a task first shows something, so the many tasks of
 	// a flow that only group others (or are hook points) stay silent.
 	header string
+	hosts  hostTable
 }
 
 // cmdKey identifies one command: IDs are unique per host at least.
@@ -62,12 +63,17 @@ func (p *Pretty) Emit(e Event) {
 		p.hostWidth = n
 	}
 	var b strings.Builder
+	if e.Kind != HostInfo {
+		b.WriteString(p.hosts.flush())
+	}
 	if e.Kind != TaskStart && e.Kind != TaskEnd && e.Task != "" && e.Task != p.header && !p.buffered(e) {
 		b.WriteString(p.paint(ansiBold, "== "+e.Task) + "\n")
 		p.header = e.Task
 	}
 	key := cmdKey{e.Host, e.ID}
 	switch e.Kind {
+	case HostInfo:
+		p.hosts.add(e.Server)
 	case TaskStart, TaskEnd:
 		// Silent: see header. A failure already showed on its command, and
 		// a task's error reaches the user once, from the CLI.
@@ -207,5 +213,5 @@ func (p *Pretty) buffered(e Event) bool {
 	if p.opts.Verbose {
 		return false
 	}
-	return e.Kind == CommandStart || (e.Kind == Output && e.ID != 0)
+	return e.Kind == CommandStart || (e.Kind == Output && e.ID != 0) || e.Kind == HostInfo
 }

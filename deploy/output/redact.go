@@ -55,6 +55,9 @@ func (r *redactor) Emit(e Event) {
 		e.Label = set.redact(e.Label)
 		e.Line = set.redact(e.Line)
 		e.Error = set.redact(e.Error)
+		if e.Server != nil {
+			e.Server = set.redactServer(e.Server)
+		}
 	}
 	r.next.Emit(e)
 }
@@ -121,4 +124,21 @@ func (set *secretSet) redact(s string) string {
 	}
 	b.WriteString(s[pos:])
 	return b.String()
+}
+
+// redactServer hides secrets in a host description's strings, on a copy:
+// the event's Server may be shared with other sinks.
+func (set *secretSet) redactServer(s *Server) *Server {
+	c := *s
+	c.Name, c.Address, c.User = set.redact(s.Name), set.redact(s.Address), set.redact(s.User)
+	if len(s.Props) > 0 {
+		c.Props = make(map[string]any, len(s.Props))
+		for k, v := range s.Props {
+			if str, ok := v.(string); ok {
+				v = set.redact(str)
+			}
+			c.Props[k] = v
+		}
+	}
+	return &c
 }

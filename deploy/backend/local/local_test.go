@@ -6,10 +6,13 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -341,5 +344,96 @@ func TestDownload(t *testing.T) {
 	}
 	if err := b.Close(); err != nil || b.Close() != nil {
 		t.Error("Close")
+	}
+}
+
+// testUser returns an unprivileged account to run as, creating it when the
+// test runs as root (as CI does); elsewhere the test is skipped, since only
+// root can sudo to another user without a password.
+func testUser(t *testing.T) *user.User {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs the tests as root; this one needs root to sudo to another user")
+		}
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Fatalf("sudo: %v", err)
+	}
+	const name = "davit-local-test"
+	if u, err := user.Lookup(name); err == nil {
+		return u
+	}
+	home := filepath.Join(os.TempDir(), name+"-home")
+	if out, err := exec.Command("useradd", "-d", home, "-m", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v: %s", err, out)
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestForHostRunsAsTheHostsUser(t *testing.T) {
+	u := testUser(t)
+	b, err := ForHost(&deploy.Host{Name: "localhost", User: u.Username})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.User != u.Username || b.Dir != u.HomeDir {
+		t.Fatalf("ForHost = %+v; want user %s in %s", b, u.Username, u.HomeDir)
+	}
+	out, errOut, res, err := run(t, b, &deploy.Command{Args: []string{"id -un; pwd"}})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("run: %v %+v %s", err, res, errOut)
+	}
+	if want := u.Username + "\n" + u.HomeDir + "\n"; out != want {
+		t.Errorf("ran as/in %q; want %q", out, want)
+	}
+	// A command naming its own user keeps it.
+	out, _, _, err = run(t, b, &deploy.Command{Args: []string{"id -un"}, User: "root"})
+	if err != nil || out != "root\n" {
+		t.Errorf("explicit user: %q, %v", out, err)
+	}
+
+	// Files travel as the user too: owned by it, with the mode asked for.
+	dir := filepath.Join(u.HomeDir, "uploads")
+	if _, _, _, err := run(t, b, &deploy.Command{Args: []string{"mkdir", "-p", dir}}); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "it's a file")
+	if err := b.Upload(context.Background(), strings.NewReader("hello"), dst, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)); uid != u.Uid || fi.Mode().Perm() != 0o640 {
+		t.Errorf("uploaded file uid %s mode %v; want %s and 0640", uid, fi.Mode().Perm(), u.Uid)
+	}
+	var got bytes.Buffer
+	if err := b.Download(context.Background(), dst, &got); err != nil || got.String() != "hello" {
+		t.Errorf("download = %q, %v", got.String(), err)
+	}
+	// The user cannot write where it has no right: the error says so.
+	if err := b.Upload(context.Background(), strings.NewReader("x"), "/root/davit-denied", 0o644); err == nil || !strings.Contains(err.Error(), "as "+u.Username) {
+		t.Errorf("upload to /root as %s = %v; want a refusal naming the user", u.Username, err)
+	}
+}
+
+func TestForHostCurrentUserNeedsNoSudo(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ForHost(&deploy.Host{Name: "localhost", User: me.Username})
+	if err != nil || b.User != "" || b.Dir != me.HomeDir {
+		t.Fatalf("ForHost(current user) = %+v, %v; want no user, home %s", b, err, me.HomeDir)
+	}
+	if _, err := ForHost(&deploy.Host{Name: "localhost", User: "no-such-user-davit"}); err == nil || !strings.Contains(err.Error(), "no-such-user-davit") {
+		t.Errorf("unknown user: %v", err)
 	}
 }
