@@ -199,6 +199,15 @@ func (c *Context) Ask(name, prompt, def string, secret bool) (string, error) {
 	return answer, nil
 }
 
+// Emit sends an event to the run's output, attributed to the task; for
+// what Info and Warn do not cover, such as a host description.
+func (c *Context) Emit(e output.Event) {
+	if e.Task == "" {
+		e.Task = c.taskName()
+	}
+	c.Executor.emit(e)
+}
+
 // Info prints a message in the run's output.
 func (c *Context) Info(msg string) { c.message("info", "", msg) }
 

@@ -23,6 +23,10 @@ type Executor struct {
 	Vars     *Vars
 	// Hosts is the selected stage's inventory.
 	Hosts []*deploy.Host
+	// Inventory says where Hosts came from (declared servers, host
+	// sources and what they were asked), for messages about missing
+	// hosts; nil when Hosts were given directly.
+	Inventory *deploy.Inventory
 	// Filter comes from --roles/--hosts and restricts every On.
 	Filter deploy.Filter
 	// Pool hands out each host's backend (SSH, local or dry run: the CLI
@@ -95,6 +99,7 @@ func (e *Executor) Derive(hosts []*deploy.Host) *Executor {
 		Registry:        e.Registry,
 		Vars:            e.vars(),
 		Hosts:           e.Hosts,
+		Inventory:       e.Inventory,
 		Filter:          e.Filter,
 		Pool:            e.Pool,
 		Local:           e.Local,
@@ -184,9 +189,13 @@ func (e *Executor) invoke(ctx context.Context, name string, force bool) error {
 	return e.run(ctx, name, force)
 }
 
-// checkHooks walks the hook graph reachable from root and reports unknown
-// tasks and cycles, so a typo in an after hook fails before the task's body
-// has changed any server.
+// CheckHooks reports, for the task root and every task its hooks reach, a
+// hook naming an unknown task or a cycle of hooks, so a typo in an after
+// hook fails before the task's body has changed any server. Invoke checks
+// this itself; a run checks every task asked for before running the first.
+func (e *Executor) CheckHooks(root string) error { return e.checkHooks(root) }
+
+// checkHooks walks the hook graph reachable from root.
 func (e *Executor) checkHooks(root string) error {
 	if _, err := e.Registry.Lookup(root); err != nil {
 		return err

@@ -17,9 +17,9 @@ import (
 // Deployfiles.
 const version = "0.1.0"
 
-// run is the whole CLI: main only turns its result into an exit status, so
+// runCLI is the whole CLI: main only turns its result into an exit status, so
 // tests run it in-process.
-func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp(stdin, stdout, stderr)

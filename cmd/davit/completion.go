@@ -55,10 +55,11 @@ func completeStagesAndTasks(c *cli.Context) {
 			fmt.Fprintln(c.App.Writer, cmd.Name)
 		}
 	}
-	p, _, err := loadProject(c.Context, c, nil)
+	r, err := loadProject(c.Context, c, nil)
 	if err != nil {
 		return
 	}
+	p := r.Project()
 	for _, s := range p.Stages() {
 		fmt.Fprintln(c.App.Writer, s)
 	}

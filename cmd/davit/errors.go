@@ -14,7 +14,7 @@ const (
 )
 
 // exitError carries the exit code an error should end the process with.
-// Only run() turns it into a number, so the CLI can run in-process in tests.
+// Only runCLI() turns it into a number, so the CLI can run in-process in tests.
 type exitError struct {
 	code int
 	err  error

@@ -7,5 +7,5 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(runCLI(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }

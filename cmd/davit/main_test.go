@@ -12,10 +12,10 @@ import (
 func TestMain(m *testing.M) {
 	// Tests that need a real process (signals) run this binary as davit.
 	if os.Getenv("DAVIT_TEST_AS_MAIN") == "1" {
-		os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(runCLI(os.Args, os.Stdin, os.Stdout, os.Stderr))
 	}
 	testscript.Main(m, map[string]func(){
-		"davit": func() { os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
+		"davit": func() { os.Exit(runCLI(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
 	})
 }
 

@@ -2,25 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
 	"github.com/davit-deploy/davit/deploy"
-	"github.com/davit-deploy/davit/deploy/backend/dryrun"
-	"github.com/davit-deploy/davit/deploy/backend/local"
 	sshbackend "github.com/davit-deploy/davit/deploy/backend/ssh"
 	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/recipes"
 	"github.com/davit-deploy/davit/tasks"
 	"github.com/davit-deploy/davit/tasks/deployfile"
+	"github.com/davit-deploy/davit/tasks/run"
 )
 
 // invocation is the command line after flags: an optional stage, the
@@ -84,43 +83,75 @@ func findDeployfile(flag string) (string, error) {
 	}
 }
 
-func loadProject(ctx context.Context, c *cli.Context, overrides map[string]string) (*deployfile.Project, string, error) {
-	path, err := findDeployfile(c.String("file"))
-	if err != nil {
-		return nil, "", err
+// runConfig is the part of a run's configuration that comes from the
+// command line's flags.
+func runConfig(c *cli.Context, path string, overrides map[string]string) run.Config {
+	return run.Config{
+		Deployfile: path,
+		Version:    version,
+		Recipes:    recipes.Starlark(),
+		GoRecipes:  recipes.Go(),
+		Overrides:  overrides,
+		DryRun:     c.Bool("dry-run"),
+		Parallel:   c.Int("parallel"),
+		LogPath:    c.String("log"),
+		LogArgs:    os.Args,
+		SSH: sshbackend.Options{
+			ConfigFile:    c.String("ssh-config"),
+			HostKeyPolicy: sshbackend.HostKeyPolicy(c.String("host-key-checking")),
+		},
 	}
-	p, err := deployfile.Load(ctx, path, deployfile.Options{
-		Version:   version,
-		Recipes:   recipes.Starlark(),
-		GoRecipes: recipes.Go(),
-		Overrides: overrides,
-	})
-	if err != nil {
-		return nil, "", usageError(err)
-	}
-	return p, path, nil
 }
 
-// runTasks is the main action: load the Deployfile, pick the stage, and
-// invoke each task in order.
+func loadProject(ctx context.Context, c *cli.Context, overrides map[string]string) (*run.Run, error) {
+	path, err := findDeployfile(c.String("file"))
+	if err != nil {
+		return nil, err
+	}
+	r, err := run.Load(ctx, runConfig(c, path, overrides))
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return r, nil
+}
+
+// runTasks is the main action: load the Deployfile, pick the stage, check
+// every task and hook, then run the tasks in order.
 func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
 	ctx := c.Context
 	words, overrides, err := splitArgs(c.Args().Slice(), c.StringSlice("set"))
 	if err != nil {
 		return err
 	}
-	p, path, err := loadProject(ctx, c, overrides)
+	if err := checkFlags(c); err != nil {
+		return err
+	}
+	path, err := findDeployfile(c.String("file"))
 	if err != nil {
 		return err
 	}
+	cfg := runConfig(c, path, overrides)
+	cfg.Prompter = tasks.NewTerminalPrompter(stdin, stderr)
+	cfg.Filter = deploy.Filter{Roles: deploy.ParseList(c.String("roles")), Hosts: deploy.ParseList(c.String("hosts"))}
+	if err := cfg.Filter.Validate(); err != nil {
+		return usageError(fmt.Errorf("--roles/--hosts: %w", err))
+	}
+	if cfg.Terminal, err = terminalFormat(c, stdout); err != nil {
+		return err
+	}
+	r, err := run.Load(ctx, cfg)
+	if err != nil {
+		return usageError(err)
+	}
+	p := r.Project()
 	inv := invocation{overrides: overrides}
 	if len(words) > 0 && p.HasStage(words[0]) {
 		inv.stage, words = words[0], words[1:]
 	}
 	inv.tasks = words
 	if inv.stage != "" {
-		if err := p.UseStage(inv.stage); err != nil {
-			return usageError(err)
+		if err := r.UseStage(ctx, inv.stage); err != nil {
+			return usageError(redacted(r, err))
 		}
 	}
 	if c.Bool("tasks") {
@@ -137,46 +168,52 @@ func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
 			return usageError(err)
 		}
 	}
-	filter := deploy.Filter{Roles: deploy.ParseList(c.String("roles")), Hosts: deploy.ParseList(c.String("hosts"))}
-	if err := filter.Validate(); err != nil {
-		return usageError(fmt.Errorf("--roles/--hosts: %w", err))
+	if err := r.Check(inv.tasks...); err != nil {
+		return usageError(err)
 	}
-
-	sink, closeSink, err := openOutput(c, path, p.Vars(), stdout)
-	if err != nil {
-		return err
-	}
-	defer closeSink()
-
-	pool, localBackend, err := openBackends(c, filepath.Dir(path), sink)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-
-	exec := &tasks.Executor{
-		Registry:        p.Registry(),
-		Vars:            p.Vars(),
-		Hosts:           p.Hosts(),
-		Filter:          filter,
-		Pool:            pool,
-		Local:           localBackend,
-		LocalDir:        filepath.Dir(path),
-		Sink:            sink,
-		DefaultParallel: c.Int("parallel"),
-		Prompter:        tasks.NewTerminalPrompter(stdin, stderr),
-	}
-	for _, name := range inv.tasks {
-		if err := exec.Invoke(ctx, name); err != nil {
-			return taskError(err)
+	if err := r.Execute(ctx, inv.tasks...); err != nil {
+		var ue *run.UsageError
+		if errors.As(err, &ue) {
+			return usageError(redacted(r, err))
 		}
+		return taskError(redacted(r, err))
 	}
 	return nil
 }
 
-// openOutput builds the sink every event goes to: the chosen format on
-// stdout and the run log, both behind the secret redactor.
-func openOutput(c *cli.Context, deployfilePath string, vars *tasks.Vars, stdout io.Writer) (output.Sink, func(), error) {
+// checkFlags refuses flag values that cannot mean anything, before the
+// Deployfile is read.
+func checkFlags(c *cli.Context) error {
+	if c.IsSet("parallel") && c.Int("parallel") < 1 {
+		return usageError(fmt.Errorf("--parallel %d: want at least 1", c.Int("parallel")))
+	}
+	switch policy := c.String("host-key-checking"); policy {
+	case "", "strict", "accept-new", "off":
+	default:
+		return usageError(fmt.Errorf("--host-key-checking %q: want strict, accept-new or off", policy))
+	}
+	return nil
+}
+
+// redactedError is an error whose text went through the run's secret
+// redactor; errors.Is and errors.As still see the original chain, so the
+// exit code is decided as before.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redacted hides the run's secrets in err's text: a task's error quotes
+// the command that failed and its stderr, which may carry them.
+func redacted(r *run.Run, err error) error {
+	return &redactedError{msg: r.Redact(err.Error()), err: err}
+}
+
+// terminalFormat builds the chosen output format on stdout.
+func terminalFormat(c *cli.Context, stdout io.Writer) (output.Sink, error) {
 	format := c.String("format")
 	tty := false
 	if f, ok := stdout.(*os.File); ok {
@@ -188,76 +225,19 @@ func openOutput(c *cli.Context, deployfilePath string, vars *tasks.Vars, stdout 
 			format = "pretty"
 		}
 	}
-	var term output.Sink
 	switch format {
 	case "pretty":
 		color := false
 		if f, ok := stdout.(*os.File); ok {
 			color = output.ColorEnabled(f)
 		}
-		term = output.NewPretty(stdout, output.PrettyOptions{Color: color, Verbose: c.Bool("verbose")})
+		return output.NewPretty(stdout, output.PrettyOptions{Color: color, Verbose: c.Bool("verbose")}), nil
 	case "plain":
-		term = output.NewPlain(stdout)
+		return output.NewPlain(stdout), nil
 	case "json":
-		term = output.NewJSON(stdout)
-	default:
-		return nil, nil, usageError(fmt.Errorf("--format %q: want pretty, plain or json", format))
+		return output.NewJSON(stdout), nil
 	}
-	logPath := c.String("log")
-	if logPath == "" {
-		logPath = filepath.Join(filepath.Dir(deployfilePath), "log", "davit.log")
-	}
-	log, err := output.NewLog(logPath, redactArgs(os.Args, vars)...)
-	if err != nil {
-		return nil, nil, usageError(fmt.Errorf("--log: %w", err))
-	}
-	sink := output.NewRedactor(output.Multi(term, log), vars.SecretValues)
-	return sink, func() { log.Close() }, nil
-}
-
-// openBackends returns the per-host connection pool and the backend for
-// run_locally. Under --dry-run both only report, through the sink, so the
-// reports keep the chosen format and secrets stay redacted.
-//
-// run_locally works in the Deployfile's directory, as Capistrano's does in
-// the project root; a localhost server works in the home directory, as a
-// login over SSH would, so a task behaves the same on either backend.
-func openBackends(c *cli.Context, projectDir string, sink output.Sink) (*deploy.Pool, deploy.Backend, error) {
-	if c.Bool("dry-run") {
-		report := func(host string) func(string) {
-			return func(msg string) {
-				sink.Emit(output.Event{Time: time.Now(), Kind: output.Message, Host: host, Level: "info", Line: msg})
-			}
-		}
-		pool := deploy.NewPool(func(_ context.Context, h *deploy.Host) (deploy.Backend, error) {
-			return dryrun.New(report(h.String())), nil
-		})
-		return pool, dryrun.New(report(tasks.LocalHost().String())), nil
-	}
-	policy := c.String("host-key-checking")
-	switch policy {
-	case "", "strict", "accept-new", "off":
-	default:
-		return nil, nil, usageError(fmt.Errorf("--host-key-checking %q: want strict, accept-new or off", policy))
-	}
-	dialer, err := sshbackend.NewDialer(sshbackend.Options{
-		ConfigFile:    c.String("ssh-config"),
-		HostKeyPolicy: sshbackend.HostKeyPolicy(policy),
-	})
-	if err != nil {
-		return nil, nil, usageError(err)
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return nil, nil, fmt.Errorf("localhost backend: %w", err)
-	}
-	pool := deploy.NewPool(func(ctx context.Context, h *deploy.Host) (deploy.Backend, error) {
-		if h.IsLocal() {
-			return local.New(home), nil
-		}
-		return dialer.Connect(ctx, h)
-	})
-	return pool, local.New(projectDir), nil
+	return nil, usageError(fmt.Errorf("--format %q: want pretty, plain or json", format))
 }
 
 // listTasks prints the tasks that have a description (the ones meant to be
@@ -286,15 +266,3 @@ func listTasks(w io.Writer, p *deployfile.Project, all bool) error {
 	return nil
 }
 
-// redactArgs hides the values of secret variables given on the command
-// line (db_password=…) before the run log records the command.
-func redactArgs(args []string, vars *tasks.Vars) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		out[i] = a
-		if m := assignment.FindStringSubmatch(a); m != nil && vars.IsSecret(m[1]) {
-			out[i] = m[1] + "=" + output.Redacted
-		}
-	}
-	return out
-}

@@ -17,7 +17,7 @@ import (
 func runDavit(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	code := run(append([]string{"davit"}, args...), nil, &out, &out)
+	code := runCLI(append([]string{"davit"}, args...), nil, &out, &out)
 	return code, out.String()
 }
 

@@ -126,6 +126,13 @@ func (set *secretSet) redact(s string) string {
 	return b.String()
 }
 
+// RedactString hides every occurrence of each secret in s, as the redactor
+// does in events: for text that leaves davit by another way (the CLI's
+// closing error).
+func RedactString(s string, secrets []string) string {
+	return newSecretSet(secrets).redact(s)
+}
+
 // redactServer hides secrets in a host description's strings, on a copy:
 // the event's Server may be shared with other sinks.
 func (set *secretSet) redactServer(s *Server) *Server {
