@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -18,6 +19,7 @@ type Pool struct {
 	connect Connect
 	mu      sync.Mutex
 	conns   map[string]*poolEntry
+	opened  []string // hosts connected, in the order they connected
 	closed  bool
 }
 
@@ -52,7 +54,11 @@ func (p *Pool) Get(ctx context.Context, h *Host) (Backend, error) {
 		e.b, e.err = p.connect(ctx, h)
 		if e.err != nil {
 			e.err = fmt.Errorf("connect %s: %w", h, e.err)
+			return
 		}
+		p.mu.Lock()
+		p.opened = append(p.opened, h.Key())
+		p.mu.Unlock()
 	})
 	return e.b, e.err
 }
@@ -75,4 +81,13 @@ func (p *Pool) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Opened lists the hosts (by Key) the pool connected to, in the order it
+// did, even after Close: after an interrupted run, the hosts where
+// something may have been left running or half done.
+func (p *Pool) Opened() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.opened)
 }

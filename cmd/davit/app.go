@@ -8,9 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/davit-deploy/davit/tasks/run"
 )
 
 // version is davit's own version, checked by require("davit", ...) in
@@ -20,9 +24,10 @@ const version = "0.1.0"
 // runCLI is the whole CLI: main only turns its result into an exit status, so
 // tests run it in-process.
 func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	s := &session{}
+	ctx, stop := s.handleInterrupts(stderr, os.Exit)
 	defer stop()
-	app := newApp(stdin, stdout, stderr)
+	app := newApp(s, stdin, stdout, stderr)
 	err := app.RunContext(ctx, args)
 	code := exitCode(ctx, err)
 	if err != nil {
@@ -37,7 +42,75 @@ func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	return code
 }
 
-func newApp(stdin *os.File, stdout, stderr io.Writer) *cli.App {
+// session is what the interrupt handler needs to know of the run in
+// progress: which stage it is on and which hosts it reached.
+type session struct {
+	mu    sync.Mutex
+	stage string
+	run   *run.Run
+}
+
+func (s *session) started(stage string, r *run.Run) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stage, s.run = stage, r
+}
+
+// handleInterrupts cancels the returned context on the first Ctrl-C (or
+// SIGTERM), which stops every command and lets a deploy undo what it did
+// (bounded, see the deploy recipe). A second one exits at once, saying
+// which hosts may be left with a command running, a lock or a partial
+// release, and how to recover.
+func (s *session) handleInterrupts(stderr io.Writer, exit func(int)) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		cancel()
+		fmt.Fprintln(stderr, "davit: interrupted: stopping the commands and undoing what this run changed; interrupt again to exit at once")
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintln(stderr, "davit: interrupted again: exiting without waiting for the hosts."+s.leftBehind())
+		exit(exitInterrupted)
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
+}
+
+// leftBehind says what an abandoned run may have left on its hosts.
+func (s *session) leftBehind() string {
+	s.mu.Lock()
+	stage, r := s.stage, s.run
+	s.mu.Unlock()
+	if r == nil {
+		return ""
+	}
+	hosts := r.Touched()
+	if len(hosts) == 0 {
+		return " No host was reached."
+	}
+	cmd := "davit"
+	if stage != "" {
+		cmd += " " + stage
+	}
+	return fmt.Sprintf(" Commands may still be running, and a deploy's lock and new release may be left, on: %s.\n"+
+		"  `%s deploy:check` shows a lock's holder, `%s deploy:unlock` removes it, `%s deploy:cleanup` removes a left-over release.",
+		strings.Join(hosts, ", "), cmd, cmd, cmd)
+}
+
+func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "davit",
 		Usage:     "deploy applications to fleets of servers, Capistrano-style",
@@ -52,7 +125,7 @@ func newApp(stdin *os.File, stdout, stderr io.Writer) *cli.App {
 		HideVersion:          true,
 		Flags:                globalFlags(),
 		Action: func(c *cli.Context) error {
-			return runTasks(c, stdin, stdout, stderr)
+			return runTasks(c, s, stdin, stdout, stderr)
 		},
 		BashComplete: completeStagesAndTasks,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

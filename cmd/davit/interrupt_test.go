@@ -110,3 +110,53 @@ func interruptAndCheck(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer, pid int) 
 		t.Errorf("the interrupted command (pid %d) still runs", pid)
 	}
 }
+
+// A second Ctrl-C exits at once, even while the first one's undo waits on
+// a host, and says what may be left behind and how to recover.
+func TestSecondInterruptExitsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app")
+	if err := os.MkdirAll(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(app, "index.html"), []byte("welcome\n"), 0o644)
+	building, undoing := filepath.Join(dir, "building.pid"), filepath.Join(dir, "undoing.pid")
+	deployfile := `
+use("deploy")
+set("application", "twice")
+set("deploy_to", "` + filepath.Join(dir, "srv") + `")
+set("scm", "copy")
+set("copy_dir", "app")
+stage("local", lambda: server("localhost", roles = ["app"]))
+task("build", lambda ctx: on(roles("app"), lambda h: h.execute("sleep 60 & echo $! > ` + building + `; wait")))
+after("deploy:updated", "build")
+# The undo runs even after Ctrl-C, bounded; this hook makes it wait.
+task("notify", lambda ctx: on(roles("app"), lambda h: h.execute("sleep 60 & echo $! > ` + undoing + `; wait")))
+after("deploy:failed", "notify")
+`
+	if err := os.WriteFile(filepath.Join(dir, "Deployfile"), []byte(deployfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, out := startDavit(t, dir, "--format", "plain", "local", "deploy")
+	waitForFile(t, building, 20*time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	waitForFile(t, undoing, 10*time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitStatus(t, cmd, 3*time.Second); code != 130 {
+		t.Fatalf("exit status %d, want 130; output:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"interrupt again to exit at once",
+		"interrupted again: exiting without waiting for the hosts",
+		"may be left, on: localhost",
+		"davit local deploy:unlock",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -117,7 +117,7 @@ func loadProject(ctx context.Context, c *cli.Context, overrides map[string]strin
 
 // runTasks is the main action: load the Deployfile, pick the stage, check
 // every task and hook, then run the tasks in order.
-func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
+func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writer) error {
 	ctx := c.Context
 	words, overrides, err := splitArgs(c.Args().Slice(), c.StringSlice("set"))
 	if err != nil {
@@ -171,6 +171,7 @@ func runTasks(c *cli.Context, stdin *os.File, stdout, stderr io.Writer) error {
 	if err := r.Check(inv.tasks...); err != nil {
 		return usageError(err)
 	}
+	s.started(inv.stage, r)
 	if err := r.Execute(ctx, inv.tasks...); err != nil {
 		var ue *run.UsageError
 		if errors.As(err, &ue) {

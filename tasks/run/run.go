@@ -76,8 +76,8 @@ type Run struct {
 	cfg     Config
 	project *deployfile.Project
 
-	mu  sync.Mutex
-	log *output.Log
+	mu   sync.Mutex
+	pool *deploy.Pool // of the Execute in progress, or the last one
 }
 
 // UsageError is a run that cannot start because of how it was configured
@@ -151,6 +151,17 @@ func (r *Run) Redact(s string) string {
 	return output.RedactString(s, r.project.Vars().SecretValues())
 }
 
+// Touched lists the hosts this run connected to (by Key), in the order it
+// did: after an interrupted run, where something may be left behind.
+func (r *Run) Touched() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pool == nil {
+		return nil
+	}
+	return r.pool.Opened()
+}
+
 // LogPath is where the run log is written.
 func (r *Run) LogPath() string {
 	if r.cfg.LogPath != "" {
@@ -181,6 +192,9 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 		return err
 	}
 	defer pool.Close()
+	r.mu.Lock()
+	r.pool = pool
+	r.mu.Unlock()
 	exec := &tasks.Executor{
 		Registry:        r.project.Registry(),
 		Vars:            vars,
