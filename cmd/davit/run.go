@@ -266,4 +266,3 @@ func listTasks(w io.Writer, p *deployfile.Project, all bool) error {
 	}
 	return nil
 }
-
