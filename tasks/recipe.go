@@ -3,7 +3,9 @@ package tasks
 // Recipe is a reusable set of tasks written in Go (Capistrano's plugin). A
 // Deployfile brings one in with use("NAME"); its tasks then behave exactly
 // like tasks the Deployfile defines: listed by -T, hookable with
-// before/after, replaceable by a later task() of the same name.
+// before/after, replaceable by a later task() of the same name. A recipe
+// that also implements BuiltinProvider adds Deployfile builtins, callable
+// once its use() has run.
 type Recipe interface {
 	// SetDefaults gives the recipe's variables their defaults with
 	// Vars.SetDefault, so values the Deployfile set already, or sets

@@ -14,6 +14,14 @@ import (
 // SetLazy treat a Lazy (or a plain func() (any, error)) as such a value.
 type Lazy func() (any, error)
 
+// LazyChain is a lazy value told which fetch computes it: chain lists the
+// lazy variables being computed by that fetch, outermost first, ending with
+// this variable's own name. A LazyChain that reads other variables passes
+// chain to FetchChain, so that a cycle — even one that runs through other
+// goroutines' fetches — is a *CycleError rather than a deadlock. The chain
+// travels with the fetch, so concurrent fetches never see each other's.
+type LazyChain func(chain []string) (any, error)
+
 // Vars is the project's variable store (Capistrano's set/fetch). Values come
 // from three places, in increasing precedence: defaults (SetDefault, e.g. a
 // recipe's), values (Set, e.g. the Deployfile's), and command-line overrides
@@ -23,14 +31,20 @@ type Lazy func() (any, error)
 //
 // A lazy value is computed once, under a sync.Once, the first time it is
 // fetched; concurrent fetches wait for and share that one result, including
-// its error. A lazy function must not fetch its own variable (directly or
-// through others): that deadlocks, as any recursive sync.Once does. The
-// Deployfile loader detects such cycles for Starlark values.
+// its error. A Lazy that fetches its own variable (directly or through
+// others) with Fetch deadlocks, as any recursive sync.Once does; a
+// LazyChain that reads variables with FetchChain gets a *CycleError
+// instead. The Deployfile loader makes every Starlark lazy value a
+// LazyChain.
 type Vars struct {
 	mu        sync.RWMutex
 	vals      map[string]*variable
 	overrides map[string]string
 	secret    map[string]bool
+	// secretValues are secrets with no variable of their own, such as a
+	// value read from a secret-looking environment variable.
+	secretValues map[string]bool
+	waits        waitGraph
 }
 
 type variable struct {
@@ -41,15 +55,17 @@ type variable struct {
 
 type lazyValue struct {
 	once sync.Once
-	fn   Lazy
+	fn   LazyChain
 	done atomic.Bool // set after fn returned, so SecretValues can peek without forcing
 	val  any
 	err  error
 }
 
-func (l *lazyValue) get() (any, error) {
+// get computes the value once; chain is the fetch chain of whichever fetch
+// gets there first, ending with this variable.
+func (l *lazyValue) get(chain []string) (any, error) {
 	l.once.Do(func() {
-		l.val, l.err = l.fn()
+		l.val, l.err = l.fn(chain)
 		l.done.Store(true)
 	})
 	return l.val, l.err
@@ -57,21 +73,29 @@ func (l *lazyValue) get() (any, error) {
 
 // NewVars returns an empty variable store.
 func NewVars() *Vars {
-	return &Vars{vals: map[string]*variable{}, overrides: map[string]string{}, secret: map[string]bool{}}
+	return &Vars{vals: map[string]*variable{}, overrides: map[string]string{}, secret: map[string]bool{},
+		secretValues: map[string]bool{}}
 }
 
 func newVariable(value any, pos Position) *variable {
+	var fn LazyChain
 	switch f := value.(type) {
 	case Lazy:
-		return &variable{lazy: &lazyValue{fn: f}, pos: pos}
+		fn = func([]string) (any, error) { return f() }
 	case func() (any, error):
-		return &variable{lazy: &lazyValue{fn: f}, pos: pos}
+		fn = func([]string) (any, error) { return f() }
+	case LazyChain:
+		fn = f
+	case func([]string) (any, error):
+		fn = f
+	default:
+		return &variable{value: value, pos: pos}
 	}
-	return &variable{value: value, pos: pos}
+	return &variable{lazy: &lazyValue{fn: fn}, pos: pos}
 }
 
 // Set gives name a value, replacing any earlier value or default. A Lazy
-// value is computed on first Fetch. pos records where it was set.
+// or LazyChain value is computed on first Fetch. pos records where it was set.
 func (v *Vars) Set(name string, value any, pos Position) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -173,9 +197,26 @@ func (v *Vars) lookup(name string) (override string, isOverride bool, e *variabl
 	return "", false, v.vals[name]
 }
 
+// CycleError is a lazy value that needs itself: Chain runs from the
+// variable whose fetch was refused back to it (a, b, a).
+type CycleError struct {
+	Chain []string
+}
+
+func (e *CycleError) Error() string {
+	return "variable cycle: " + strings.Join(e.Chain, " -> ")
+}
+
 // Fetch returns name's value, computing a lazy value on first use. An
 // unknown name's error suggests the closest known one.
-func (v *Vars) Fetch(name string) (any, error) {
+func (v *Vars) Fetch(name string) (any, error) { return v.FetchChain(nil, name) }
+
+// FetchChain is Fetch made from inside a lazy value's computation: chain is
+// what that LazyChain was given (nil outside any lazy value). Fetching a
+// variable that is in chain, or whose computation on another goroutine is
+// itself waiting for this one, is a *CycleError; a lazy value computed by
+// this fetch is given chain plus name.
+func (v *Vars) FetchChain(chain []string, name string) (any, error) {
 	o, isOverride, e := v.lookup(name)
 	switch {
 	case isOverride:
@@ -183,7 +224,17 @@ func (v *Vars) Fetch(name string) (any, error) {
 	case e == nil:
 		return nil, &UnknownVariableError{Name: name, Suggestion: Suggest(name, v.Names())}
 	case e.lazy != nil:
-		val, err := e.lazy.get()
+		if len(chain) > 0 && !e.lazy.done.Load() {
+			if i := slices.Index(chain, name); i >= 0 {
+				return nil, &CycleError{Chain: append(slices.Clone(chain[i:]), name)}
+			}
+			from := chain[len(chain)-1]
+			if err := v.waits.enter(from, name); err != nil {
+				return nil, err
+			}
+			defer v.waits.leave(from, name)
+		}
+		val, err := e.lazy.get(append(slices.Clone(chain), name))
 		if err != nil {
 			if e.pos.IsValid() {
 				return nil, fmt.Errorf("variable %s (set at %s): %w", name, e.pos, err)
@@ -323,11 +374,26 @@ func (v *Vars) IsSecret(name string) bool {
 }
 
 func (v *Vars) isSecretLocked(name string) bool {
-	if v.secret[name] {
-		return true
-	}
+	return v.secret[name] || LooksSecret(name)
+}
+
+// LooksSecret reports whether a name (of a variable, or of an environment
+// variable a Deployfile reads) says its value is a secret: it contains
+// "password", "token" or "secret", in any case.
+func LooksSecret(name string) bool {
 	l := strings.ToLower(name)
 	return strings.Contains(l, "password") || strings.Contains(l, "token") || strings.Contains(l, "secret")
+}
+
+// AddSecretValue makes value secret though no variable holds it (a value
+// read from the environment, say): SecretValues includes it from now on.
+func (v *Vars) AddSecretValue(value string) {
+	if value == "" {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.secretValues[value] = true
 }
 
 // SecretValues returns the string forms of every secret value known so far,
@@ -355,6 +421,9 @@ func (v *Vars) SecretValues() []string {
 		if v.isSecretLocked(name) {
 			vals = append(vals, o)
 		}
+	}
+	for s := range v.secretValues {
+		vals = append(vals, s)
 	}
 	v.mu.RUnlock()
 	seen := map[string]bool{}
@@ -394,4 +463,71 @@ func secretStrings(val any) []string {
 		return slices.Collect(maps.Values(x))
 	}
 	return []string{fmt.Sprint(val)}
+}
+
+// waitGraph records which lazy values each lazy value being computed is
+// fetching right now (whether it computes them itself or waits for another
+// goroutine that does). A fetch that would close a loop in this graph would
+// wait for itself, so FetchChain refuses it. One mutex makes the check and
+// the record a single step, so of two goroutines closing a loop at the same
+// moment, the second always sees the first's edge.
+type waitGraph struct {
+	mu    sync.Mutex
+	edges map[string]map[string]int // computing variable -> fetched variable -> fetches in flight
+}
+
+// enter records that from's computation fetches to, unless to's
+// computation is (transitively) waiting for from.
+func (g *waitGraph) enter(from, to string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if path := g.pathLocked(to, from); path != nil {
+		return &CycleError{Chain: append([]string{from}, path...)}
+	}
+	if g.edges == nil {
+		g.edges = map[string]map[string]int{}
+	}
+	if g.edges[from] == nil {
+		g.edges[from] = map[string]int{}
+	}
+	g.edges[from][to]++
+	return nil
+}
+
+func (g *waitGraph) leave(from, to string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.edges[from][to]--; g.edges[from][to] <= 0 {
+		delete(g.edges[from], to)
+		if len(g.edges[from]) == 0 {
+			delete(g.edges, from)
+		}
+	}
+}
+
+// pathLocked returns a path of edges from start to goal (both included),
+// or nil. The graph holds only fetches in flight, so it stays small.
+func (g *waitGraph) pathLocked(start, goal string) []string {
+	prev := map[string]string{start: start}
+	queue := []string{start}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		if n == goal {
+			var path []string
+			for ; n != start; n = prev[n] {
+				path = append(path, n)
+			}
+			path = append(path, start)
+			slices.Reverse(path)
+			return path
+		}
+		for _, next := range slices.Sorted(maps.Keys(g.edges[n])) {
+			if _, seen := prev[next]; !seen {
+				prev[next] = n
+				queue = append(queue, next)
+			}
+		}
+	}
+	return nil
 }

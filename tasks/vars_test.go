@@ -2,10 +2,13 @@ package tasks
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestLazyComputedOnceConcurrently(t *testing.T) {
@@ -124,5 +127,129 @@ func TestSecretValues(t *testing.T) {
 	}
 	if !v.IsSecret("GitHub_Token") || v.IsSecret("plain") {
 		t.Error("IsSecret by name is wrong")
+	}
+}
+
+// chained makes a LazyChain that fetches each of deps in turn, with the
+// chain it was given, and returns their values joined.
+func chained(v *Vars, deps ...string) LazyChain {
+	return func(chain []string) (any, error) {
+		out := ""
+		for _, d := range deps {
+			val, err := v.FetchChain(chain, d)
+			if err != nil {
+				return nil, err
+			}
+			out += fmt.Sprint(val)
+		}
+		return out, nil
+	}
+}
+
+func TestLazyChainCycle(t *testing.T) {
+	v := NewVars()
+	v.Set("a", chained(v, "b"), Position{})
+	v.Set("b", chained(v, "c"), Position{})
+	v.Set("c", chained(v, "a"), Position{})
+	_, err := v.Fetch("a")
+	var ce *CycleError
+	if !errors.As(err, &ce) || !reflect.DeepEqual(ce.Chain, []string{"a", "b", "c", "a"}) {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "variable cycle: a -> b -> c -> a") {
+		t.Errorf("message: %v", err)
+	}
+}
+
+// A cycle whose halves are computed by different goroutines would deadlock
+// on the two sync.Onces; the wait graph makes one of them an error, which
+// then reaches both.
+func TestLazyChainCycleAcrossGoroutines(t *testing.T) {
+	v := NewVars()
+	var started sync.WaitGroup
+	started.Add(2)
+	hold := func(next string) LazyChain {
+		return func(chain []string) (any, error) {
+			started.Done()
+			started.Wait() // both computations are under way before either fetches
+			return v.FetchChain(chain, next)
+		}
+	}
+	v.Set("a", hold("b"), Position{})
+	v.Set("b", hold("a"), Position{})
+	errs := make(chan error, 2)
+	for _, name := range []string{"a", "b"} {
+		go func() {
+			_, err := v.Fetch(name)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			var ce *CycleError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want a cycle error, got %v", err)
+			}
+			if c := strings.Join(ce.Chain, " -> "); c != "a -> b -> a" && c != "b -> a -> b" {
+				t.Errorf("chain %s", c)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("deadlock: the cycle across goroutines was not detected")
+		}
+	}
+}
+
+// Many goroutines fetching overlapping chains of lazy values that wait for
+// each other get the values and no false cycle, and leave no wait behind.
+func TestLazyChainConcurrentOverlap(t *testing.T) {
+	v := NewVars()
+	v.Set("base", "x", Position{})
+	const n = 12
+	for i := range n {
+		deps := []string{"base"}
+		if i > 0 {
+			deps = append(deps, fmt.Sprintf("v%d", i-1))
+		}
+		if i > 2 {
+			deps = append(deps, fmt.Sprintf("v%d", i-3))
+		}
+		v.Set(fmt.Sprintf("v%d", i), chained(v, deps...), Position{})
+	}
+	var wg sync.WaitGroup
+	results := make([]any, 8*n)
+	errs := make([]error, len(results))
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = v.Fetch(fmt.Sprintf("v%d", n-1-i%n))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		want, _ := v.Fetch(fmt.Sprintf("v%d", n-1-i%n))
+		if results[i] != want || want == "" {
+			t.Fatalf("fetch %d = %v, want %v", i, results[i], want)
+		}
+	}
+	if len(v.waits.edges) != 0 {
+		t.Errorf("waits left behind: %v", v.waits.edges)
+	}
+}
+
+func TestAddSecretValue(t *testing.T) {
+	v := NewVars()
+	v.AddSecretValue("from-env")
+	v.AddSecretValue("")
+	v.Set("db_password", "hunter2", Position{})
+	if got := v.SecretValues(); !reflect.DeepEqual(got, []string{"from-env", "hunter2"}) {
+		t.Errorf("SecretValues = %q", got)
+	}
+	if !LooksSecret("DEPLOY_TOKEN") || LooksSecret("DEPLOY_BRANCH") {
+		t.Error("LooksSecret is wrong")
 	}
 }

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/Masterminds/semver/v3"
@@ -20,9 +20,20 @@ import (
 type builtinFunc = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
 
 // builtins is the predeclared environment of every Deployfile and loaded
-// file. The README's Deployfile reference documents each one; keep the two in step.
-func (p *Project) builtins() starlark.StringDict {
+// file: the core builtins and every Go recipe's (recipebuiltins.go). The
+// README's Deployfile reference documents each core one; keep the two in
+// step.
+func (p *Project) builtins() (starlark.StringDict, error) {
+	d := p.coreBuiltins()
+	if err := p.addRecipeBuiltins(d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (p *Project) coreBuiltins() starlark.StringDict {
 	fns := map[string]builtinFunc{
+		"env":         p.bEnv,
 		"after":       p.bAfter,
 		"ask":         p.bAsk,
 		"before":      p.bBefore,
@@ -52,6 +63,20 @@ func (p *Project) builtins() starlark.StringDict {
 	return d
 }
 
+// publicPhase is the tasks.Phase a thread's phase is called in recipe
+// builtins' declarations.
+func (ph phase) public() tasks.Phase {
+	switch ph {
+	case phaseLoad:
+		return tasks.PhaseLoad
+	case phaseStage:
+		return tasks.PhaseStage
+	case phaseTask:
+		return tasks.PhaseTask
+	}
+	return tasks.PhaseLazy
+}
+
 // --- variables ---
 
 func (p *Project) bSet(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -70,7 +95,7 @@ func (p *Project) bSet(th *starlark.Thread, b *starlark.Builtin, args starlark.T
 	}
 	if fn, ok := value.(starlark.Callable); ok {
 		p.freezeShared(th, value)
-		p.vars.Set(name, tasks.Lazy(func() (any, error) { return p.computeLazy(name, fn) }), pos)
+		p.vars.Set(name, tasks.LazyChain(func(chain []string) (any, error) { return p.computeLazy(chain, fn) }), pos)
 		return starlark.None, nil
 	}
 	gv, ok, err := toGo(value)
@@ -98,15 +123,12 @@ func (p *Project) freezeShared(th *starlark.Thread, v starlark.Value) {
 	p.record(v)
 }
 
-// computeLazy runs a lazy variable's function on its own thread.
-func (p *Project) computeLazy(name string, fn starlark.Callable) (any, error) {
-	p.mu.Lock()
-	chain := p.lazyChains[name]
-	p.mu.Unlock()
-	if chain == nil {
-		chain = []string{name}
-	}
-	th := p.newThread("lazy "+name, &threadState{phase: phaseLazy, chain: chain})
+// computeLazy runs a lazy variable's function on its own thread. chain is
+// the fetch chain computing it (ending with its name): the thread keeps it
+// so that the function's own fetch() calls pass it on, which is how Vars
+// tells a cycle from a fetch that merely waits for another goroutine.
+func (p *Project) computeLazy(chain []string, fn starlark.Callable) (any, error) {
+	th := p.newThread("lazy "+chain[len(chain)-1], &threadState{phase: phaseLazy, chain: chain})
 	v, err := starlark.Call(th, fn, nil, nil)
 	if err != nil {
 		return nil, convertErr(nil, err)
@@ -128,21 +150,12 @@ func (p *Project) bFetch(th *starlark.Thread, b *starlark.Builtin, args starlark
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "default?", &def); err != nil {
 		return nil, err
 	}
-	st := stateOf(th)
-	if slices.Contains(st.chain, name) {
-		return nil, fmt.Errorf("variable cycle: %s -> %s", strings.Join(st.chain, " -> "), name)
-	}
-	// If this fetch computes a lazy value, that computation runs on a new
-	// thread; tell it which variables are already being computed.
-	p.mu.Lock()
-	p.lazyChains[name] = append(slices.Clone(st.chain), name)
-	p.mu.Unlock()
 	var val any
 	var err error
-	if def != nil {
-		val, err = p.vars.FetchOr(name, def)
+	if def != nil && !p.vars.Has(name) {
+		val = def
 	} else {
-		val, err = p.vars.Fetch(name)
+		val, err = p.vars.FetchChain(stateOf(th).chain, name)
 	}
 	if err != nil {
 		return nil, err
@@ -152,6 +165,36 @@ func (p *Project) bFetch(th *starlark.Thread, b *starlark.Builtin, args starlark
 		return nil, fmt.Errorf("variable %s: %w", name, err)
 	}
 	return sv, nil
+}
+
+// bEnv reads an environment variable (Options.Getenv): cron and boot-time
+// runs have no terminal for ask(). A value read from a secret-looking name
+// (or with secret=True) is redacted from all output.
+func (p *Project) bEnv(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	var def starlark.Value
+	var secret bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "default?", &def, "secret?", &secret); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, errors.New("empty environment variable name")
+	}
+	getenv := p.opts.Getenv
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	val, ok := getenv(name)
+	if !ok {
+		if def == nil {
+			return nil, fmt.Errorf("environment variable %s is not set (give env() a default to make it optional)", name)
+		}
+		return def, nil
+	}
+	if secret || tasks.LooksSecret(name) {
+		p.vars.AddSecretValue(val)
+	}
+	return starlark.String(val), nil
 }
 
 // --- inventory ---
@@ -189,16 +232,21 @@ func propsToGo(kwargs []starlark.Tuple, skip ...string) (map[string]any, error) 
 }
 
 // splitKwargs separates the keyword arguments a builtin names from the
-// free-form host properties.
-func splitKwargs(kwargs []starlark.Tuple, known ...string) (named, props []starlark.Tuple) {
+// free-form host properties. A property one edit away from a parameter
+// (role= for roles=) is refused as the typo it almost surely is.
+func splitKwargs(kwargs []starlark.Tuple, known ...string) (named, props []starlark.Tuple, err error) {
 	for _, kv := range kwargs {
-		if slices.Contains(known, string(kv[0].(starlark.String))) {
+		k := string(kv[0].(starlark.String))
+		if slices.Contains(known, k) {
 			named = append(named, kv)
-		} else {
-			props = append(props, kv)
+			continue
 		}
+		if err := nearParam(k, known, "other keywords become host properties"); err != nil {
+			return nil, nil, err
+		}
+		props = append(props, kv)
 	}
-	return named, props
+	return named, props, nil
 }
 
 func (p *Project) bServer(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -206,7 +254,10 @@ func (p *Project) bServer(th *starlark.Thread, b *starlark.Builtin, args starlar
 	if err != nil {
 		return nil, err
 	}
-	named, extra := splitKwargs(kwargs, "name", "roles", "user", "port", "address", "primary", "backend")
+	named, extra, err := splitKwargs(kwargs, "name", "roles", "user", "port", "address", "primary", "backend")
+	if err != nil {
+		return nil, err
+	}
 	var name string
 	var rolesV starlark.Value
 	var user, address, backend string
@@ -251,7 +302,10 @@ func (p *Project) bRole(th *starlark.Thread, b *starlark.Builtin, args starlark.
 	if err != nil {
 		return nil, err
 	}
-	named, extra := splitKwargs(kwargs, "name", "hosts", "primary")
+	named, extra, err := splitKwargs(kwargs, "name", "hosts", "primary")
+	if err != nil {
+		return nil, err
+	}
 	var name string
 	var hostsV starlark.Value
 	var primary bool
@@ -666,8 +720,7 @@ func (p *Project) bUse(th *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
 		return nil, err
 	}
-	newRecipe, ok := p.opts.GoRecipes[name]
-	if !ok {
+	if _, ok := p.recipes[name]; !ok {
 		names := slices.Sorted(maps.Keys(p.opts.GoRecipes))
 		msg := fmt.Sprintf("unknown recipe %q", name)
 		if s := tasks.Suggest(name, names); s != "" {
@@ -685,7 +738,7 @@ func (p *Project) bUse(th *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if done {
 		return starlark.None, nil
 	}
-	if err := tasks.UseRecipe(newRecipe(), p.registry, p.vars); err != nil {
+	if err := tasks.UseRecipe(p.recipes[name], p.registry, p.vars); err != nil {
 		return nil, fmt.Errorf("use %s: %w", name, err)
 	}
 	return starlark.None, nil
@@ -716,7 +769,8 @@ func (p *Project) say(th *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 // the run. Everything that acts is a builtin, so ctx stays small.
 func (p *Project) taskCtxValue(c *tasks.Context) starlark.Value {
 	return starlarkstruct.FromStringDict(starlark.String("ctx"), starlark.StringDict{
-		"task":  starlark.String(c.Task.Name),
-		"stage": starlark.String(p.Stage()),
+		"task":    starlark.String(c.Task.Name),
+		"stage":   starlark.String(p.Stage()),
+		"dry_run": starlark.Bool(c.DryRun()),
 	})
 }

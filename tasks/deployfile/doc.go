@@ -12,4 +12,9 @@
 // with the host's handle, because a starlark.Thread must never be shared
 // between goroutines. Only frozen values, or values converted to Go and
 // back, cross from one thread to another.
+//
+// Go recipes add builtins without importing Starlark: they describe them
+// as tasks.Builtin values (tasks.BuiltinProvider), and recipebuiltins.go
+// binds, checks and converts the arguments, checks the phase, and converts
+// the result, so this stays the only package that imports go.starlark.net.
 package deployfile

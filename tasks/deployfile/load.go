@@ -34,9 +34,14 @@ type Options struct {
 	// Overrides are KEY=VALUE pairs from the command line; they win over
 	// every set() in the Deployfile.
 	Overrides map[string]string
-	// GoRecipes are the recipes written in Go that use("NAME") installs,
-	// each made fresh for this Deployfile (recipes.Go()).
+	// GoRecipes are the recipes written in Go that use("NAME") installs
+	// (recipes.Go()). Load makes each one once, before the Deployfile
+	// runs, to predeclare the builtins it contributes
+	// (tasks.BuiltinProvider); use() installs that same instance.
 	GoRecipes map[string]func() tasks.Recipe
+	// Getenv reads the environment for env(); nil means os.LookupEnv.
+	// Tests and in-process runs (a self-deploy) give their own.
+	Getenv func(name string) (string, bool)
 	// Sink receives info(), warn() and print() output from the load and
 	// stage phases; nil discards it. During tasks, messages go to the
 	// executor's sink.
@@ -76,8 +81,11 @@ type Project struct {
 	modules     map[string]*module
 	loading     []moduleRef // the load stack, for cycle messages
 	toFreeze    []starlark.Value
-	lazyChains  map[string][]string
-	used        map[string]bool // Go recipes installed by use()
+	used        map[string]bool         // Go recipes installed by use()
+	recipes     map[string]tasks.Recipe // every Go recipe, made once by Load
+
+	globalSources []deploy.HostSource // recorded at top level: every stage
+	stageSources  []deploy.HostSource // recorded in the selected stage
 }
 
 type stageDef struct {
@@ -122,19 +130,21 @@ type module struct {
 // the load and, through UseStage, the stage function.
 func Load(ctx context.Context, path string, opts Options) (*Project, error) {
 	p := &Project{
-		path:       filepath.Clean(path),
-		dir:        filepath.Dir(path),
-		opts:       opts,
-		ctx:        ctx,
-		registry:   tasks.NewRegistry(),
-		vars:       tasks.NewVars(),
-		modules:    map[string]*module{},
-		lazyChains: map[string][]string{},
+		path:     filepath.Clean(path),
+		dir:      filepath.Dir(path),
+		opts:     opts,
+		ctx:      ctx,
+		registry: tasks.NewRegistry(),
+		vars:     tasks.NewVars(),
+		modules:  map[string]*module{},
 	}
 	for k, v := range opts.Overrides {
 		p.vars.Override(k, v)
 	}
-	p.predeclared = p.builtins()
+	var err error
+	if p.predeclared, err = p.builtins(); err != nil {
+		return nil, err
+	}
 	if _, err := p.execModule(ctx, moduleRef{path: p.path}); err != nil {
 		return nil, err
 	}
@@ -214,7 +224,7 @@ func (p *Project) runModule(ctx context.Context, ref moduleRef) (starlark.String
 		}
 		return nil, fmt.Errorf("read %s: %w", ref.display(), err)
 	}
-	th := p.newThread("load "+ref.display(), &threadState{phase: phaseLoad, module: ref})
+	th := p.newThread("load "+ref.display(), &threadState{phase: phaseLoad, module: ref, ctx: ctx})
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
 	globals, err := starlark.ExecFileOptions(fileOptions(), th, ref.display(), src, p.predeclared)
@@ -361,7 +371,7 @@ func (p *Project) UseStageContext(ctx context.Context, name string) error {
 	p.mu.Unlock()
 	p.vars.Set("stage", name, s.pos)
 
-	th := p.newThread("stage "+name, &threadState{phase: phaseStage})
+	th := p.newThread("stage "+name, &threadState{phase: phaseStage, ctx: ctx})
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
 	if _, err := starlark.Call(th, s.fn, nil, nil); err != nil {
@@ -380,6 +390,16 @@ func (p *Project) Hosts() []*deploy.Host {
 	decls := append(slices.Clone(p.globalHosts), p.stageHosts...)
 	p.mu.Unlock()
 	return mergeHosts(decls)
+}
+
+// HostSources are the host sources recorded by recipe builtins
+// (BuiltinCall.AddHostSource): those recorded at the top level, then the
+// selected stage's. None of them has been asked for hosts; resolving them
+// is the run's business (deploy.ResolveInventory).
+func (p *Project) HostSources() []deploy.HostSource {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append(slices.Clone(p.globalSources), p.stageSources...)
 }
 
 func mergeHosts(decls []*deploy.Host) []*deploy.Host {

@@ -28,7 +28,8 @@ type threadState struct {
 	module moduleRef          // phaseLoad: the file being run, for relative loads
 	tc     *tasks.Context     // phaseTask
 	hc     *tasks.HostContext // inside on() and run_locally()
-	chain  []string           // phaseLazy: the variables being computed, for cycle errors
+	chain  []string           // phaseLazy: the fetch chain computing this value (tasks.LazyChain)
+	ctx    context.Context    // what bounds this thread's work; nil means the Load context
 }
 
 const stateKey = "davit.state"
@@ -105,8 +106,8 @@ func whileLoading(th *starlark.Thread, name string, allowStage bool) (*threadSta
 // a fresh thread, canceled with the run's context.
 func (p *Project) taskBody(name string, fn starlark.Callable) func(*tasks.Context) error {
 	return func(c *tasks.Context) error {
-		th := p.newThread("task "+name, &threadState{phase: phaseTask, tc: c})
 		ctx := c.Ctx()
+		th := p.newThread("task "+name, &threadState{phase: phaseTask, tc: c, ctx: ctx})
 		stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
 		defer stop()
 		var args starlark.Tuple
@@ -137,8 +138,8 @@ func takesArg(fn starlark.Callable) bool {
 
 // runOnHost calls fn(handle) on a new thread for one host.
 func (p *Project) runOnHost(st *threadState, hc *tasks.HostContext, fn starlark.Callable) (starlark.Value, error) {
-	th := p.newThread("host "+hc.Host.String(), &threadState{phase: phaseTask, tc: st.tc, hc: hc})
 	ctx := hc.Ctx()
+	th := p.newThread("host "+hc.Host.String(), &threadState{phase: phaseTask, tc: st.tc, hc: hc, ctx: ctx})
 	stop := context.AfterFunc(ctx, func() { th.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
 	v, err := starlark.Call(th, fn, starlark.Tuple{&hostValue{h: hc.Host, hc: hc}}, nil)
