@@ -64,6 +64,8 @@ type Config struct {
 	// LogArgs is the command line the run log records; the values of
 	// secret variables given as KEY=VALUE are hidden.
 	LogArgs []string
+	// Getenv reads the environment for env(); nil is the process's.
+	Getenv func(string) (string, bool)
 	// SSH configures connections to hosts that are not local.
 	SSH sshbackend.Options
 	// SourceTimeout bounds the host sources; 0 is deploy.DefaultSourceTimeout.
@@ -99,6 +101,7 @@ func Load(ctx context.Context, cfg Config) (*Run, error) {
 		Recipes:   cfg.Recipes,
 		GoRecipes: cfg.GoRecipes,
 		Overrides: cfg.Overrides,
+		Getenv:    cfg.Getenv,
 	})
 	if err != nil {
 		return nil, err

@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/davit-deploy/davit/deploy"
 	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/deploy/output/outputtest"
 	"github.com/davit-deploy/davit/recipes"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 func writeDeployfile(t *testing.T, src string) string {
@@ -90,5 +93,109 @@ func TestRedact(t *testing.T) {
 	}
 	if got := r.Redact("echo pw=S3cr3t-xyz"); got != "echo pw="+output.Redacted {
 		t.Errorf("Redact = %q", got)
+	}
+}
+
+// countingSource is a host source that counts how often it is asked.
+type countingSource struct {
+	tag   string
+	asked *atomic.Int32
+}
+
+func (s countingSource) Name() string     { return "fake" }
+func (s countingSource) Describe() string { return "instances tagged " + s.tag }
+func (s countingSource) Hosts(ctx context.Context) ([]*deploy.Host, error) {
+	s.asked.Add(1)
+	if s.tag == "none" {
+		return nil, nil
+	}
+	return []*deploy.Host{{Name: "found-1", Address: "127.0.0.9", Roles: []string{"app"}, Props: map[string]any{"instance_id": "i-1"}}}, nil
+}
+
+// sourceRecipe contributes fake_servers(tag), which records a countingSource.
+type sourceRecipe struct{ asked *atomic.Int32 }
+
+func (sourceRecipe) SetDefaults(*tasks.Vars)             {}
+func (sourceRecipe) DefineTasks(*tasks.Registry) error   { return nil }
+func (sourceRecipe) RegisterHooks(*tasks.Registry) error { return nil }
+func (r sourceRecipe) Builtins() []tasks.Builtin {
+	return []tasks.Builtin{{
+		Name: "fake_servers", Params: []tasks.Param{{Name: "tag", Kind: tasks.KindString}},
+		Phases: tasks.PhaseLoad | tasks.PhaseStage,
+		Call: func(c *tasks.BuiltinCall) (any, error) {
+			c.AddHostSource(countingSource{tag: c.String("tag"), asked: r.asked})
+			return nil, nil
+		},
+	}}
+}
+
+func TestHostSourcesAskedOnlyWhenTasksRun(t *testing.T) {
+	path := writeDeployfile(t, `
+use("fake")
+def production():
+    server("localhost", roles = ["db"])
+    fake_servers("App=payroll")
+stage("production", production)
+stage("empty", lambda: fake_servers("none"))
+def count(ctx):
+    info("%d hosts: %s" % (len(roles("all")), ", ".join([h.name + "/" + h.properties.get("instance_id", "-") for h in roles("all")])))
+task("count", count)
+`)
+	var asked atomic.Int32
+	cfg := func(rec *outputtest.Recorder) Config {
+		return Config{Deployfile: path, Terminal: rec,
+			GoRecipes: map[string]func() tasks.Recipe{"fake": func() tasks.Recipe { return sourceRecipe{&asked} }}}
+	}
+	ctx := context.Background()
+	// Loading and selecting the stage (all `davit -T production` does)
+	// asks nothing.
+	r, err := Load(ctx, cfg(&outputtest.Recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.UseStage(ctx, "production"); err != nil {
+		t.Fatal(err)
+	}
+	if asked.Load() != 0 {
+		t.Fatalf("source asked %d times before any task ran", asked.Load())
+	}
+	// A run asks once, however many tasks it runs.
+	rec := &outputtest.Recorder{}
+	r, _ = Load(ctx, cfg(rec))
+	if err := r.UseStage(ctx, "production"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Execute(ctx, "count", HostsTask); err != nil {
+		t.Fatal(err)
+	}
+	if asked.Load() != 1 {
+		t.Errorf("source asked %d times in one run; want 1", asked.Load())
+	}
+	var lines []string
+	for _, ev := range rec.Of(output.Message) {
+		lines = append(lines, ev.Line)
+	}
+	if len(lines) != 1 || lines[0] != "2 hosts: localhost/-, found-1/i-1" {
+		t.Errorf("count printed %q", lines)
+	}
+	var sources []string
+	for _, ev := range rec.Of(output.HostInfo) {
+		sources = append(sources, ev.Server.Name+"="+ev.Server.Source)
+	}
+	if strings.Join(sources, " ") != "localhost=static found-1=fake" {
+		t.Errorf("hosts task listed %v", sources)
+	}
+
+	// A stage whose source finds nothing says what it asked.
+	rec = &outputtest.Recorder{}
+	r, _ = Load(ctx, cfg(rec))
+	if err := r.UseStage(ctx, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Execute(ctx, HostsTask); err != nil {
+		t.Fatal(err)
+	}
+	if m := rec.Of(output.Message); len(m) != 1 || m[0].Line != "no hosts: 0 declared servers; fake (instances tagged none): none" {
+		t.Errorf("empty stage: %+v", m)
 	}
 }
