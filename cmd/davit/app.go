@@ -14,6 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/tasks"
 	"github.com/davit-deploy/davit/tasks/run"
 )
 
@@ -123,13 +125,18 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:       func(*cli.Context, error) {},
 		EnableBashCompletion: true,
 		HideVersion:          true,
+		Suggest:              true,
 		Flags:                globalFlags(),
 		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				printVersion(stdout)
+				return nil
+			}
 			return runTasks(c, s, stdin, stdout, stderr)
 		},
 		BashComplete: completeStagesAndTasks,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError(err)
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usageError(suggestFlag(c.App.Flags, err))
 		},
 		Commands: []*cli.Command{
 			{
@@ -144,7 +151,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 				Name:  "version",
 				Usage: "print davit's version",
 				Action: func(c *cli.Context) error {
-					fmt.Fprintf(stdout, "davit %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+					printVersion(stdout)
 					return nil
 				},
 			},
@@ -160,21 +167,51 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 	}
 }
 
+// suggestFlag turns the flag parser's "flag provided but not defined: -x"
+// into an error that suggests the closest flag, as for tasks and stages.
+func suggestFlag(flags []cli.Flag, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return err
+	}
+	name = strings.TrimLeft(name, "-")
+	var names []string
+	for _, f := range flags {
+		names = append(names, f.Names()...)
+	}
+	dashes := func(n string) string {
+		if len(n) == 1 {
+			return "-" + n
+		}
+		return "--" + n
+	}
+	msg := "unknown flag " + dashes(name)
+	if s := tasks.Suggest(name, names); s != "" {
+		msg += " (did you mean " + dashes(s) + "?)"
+	}
+	return errors.New(msg + "; `davit --help` lists the flags")
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "davit %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the Deployfile (default: ./Deployfile or the nearest parent's)"},
-		&cli.BoolFlag{Name: "tasks", Aliases: []string{"T"}, Usage: "list the tasks with their descriptions"},
-		&cli.BoolFlag{Name: "all", Aliases: []string{"A"}, Usage: "with -T, also list tasks without a description"},
+		&cli.BoolFlag{Name: "tasks", Aliases: []string{"T"}, DisableDefaultText: true, Usage: "list the tasks with their descriptions"},
+		&cli.BoolFlag{Name: "all", Aliases: []string{"A"}, DisableDefaultText: true, Usage: "with -T, also list tasks without a description"},
 		&cli.StringFlag{Name: "roles", Aliases: []string{"r"}, Usage: "run only on hosts with these roles (comma-separated, globs)"},
 		&cli.StringFlag{Name: "hosts", Aliases: []string{"H"}, Usage: "run only on these hosts (comma-separated, globs such as 'web*')"},
-		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the commands each host would run; run nothing"},
-		&cli.IntFlag{Name: "parallel", Aliases: []string{"p"}, Usage: "at most N hosts at once in parallel steps (default 32)"},
+		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, DisableDefaultText: true, Usage: "print the commands each host would run; run nothing"},
+		&cli.IntFlag{Name: "parallel", Aliases: []string{"p"}, Value: runner.DefaultLimit, Usage: "at most N hosts at once in parallel steps"},
 		&cli.StringFlag{Name: "format", Usage: "output: pretty (default on a terminal), plain or json"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every command's output"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, DisableDefaultText: true, Usage: "show every command's output"},
 		&cli.StringFlag{Name: "log", Usage: "write the run log here (default: log/davit.log beside the Deployfile)"},
 		&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set a variable, KEY=VALUE (repeatable)"},
 		&cli.StringFlag{Name: "host-key-checking", Usage: "SSH host keys: strict (default), accept-new (record unknown keys) or off"},
 		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config file to read (default ~/.ssh/config; 'none' to read none)"},
+		&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, DisableDefaultText: true, Usage: "print davit's version"},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -17,6 +18,7 @@ import (
 	sshbackend "github.com/davit-deploy/davit/deploy/backend/ssh"
 	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/recipes"
+	"github.com/davit-deploy/davit/recipes/scm"
 	"github.com/davit-deploy/davit/tasks"
 	"github.com/davit-deploy/davit/tasks/deployfile"
 	"github.com/davit-deploy/davit/tasks/run"
@@ -160,13 +162,17 @@ func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writ
 	if len(inv.tasks) == 0 {
 		return usageError(errNoTasks)
 	}
+	if err := checkStage(p, inv); err != nil {
+		return usageError(err)
+	}
+	var unknown []error
 	for _, name := range inv.tasks {
 		if _, err := p.Registry().Lookup(name); err != nil {
-			if len(p.Stages()) > 0 && inv.stage == "" && name == words[0] {
-				err = fmt.Errorf("%w (stages: %s)", err, strings.Join(p.Stages(), ", "))
-			}
-			return usageError(err)
+			unknown = append(unknown, withRecipeHint(p, err, name))
 		}
+	}
+	if err := errors.Join(unknown...); err != nil {
+		return usageError(err)
 	}
 	if err := r.Check(inv.tasks...); err != nil {
 		return usageError(err)
@@ -180,6 +186,38 @@ func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writ
 		return taskError(redacted(r, err))
 	}
 	return nil
+}
+
+// checkStage refuses to run tasks without a stage when the Deployfile
+// declares stages, as Capistrano does: the hosts come from the stage, so a
+// task would run nowhere. A first word that is close to a stage's name is
+// taken for a misspelt stage.
+func checkStage(p *deployfile.Project, inv invocation) error {
+	stages := p.Stages()
+	if inv.stage != "" || len(stages) == 0 {
+		return nil
+	}
+	list := strings.Join(stages, ", ")
+	first := inv.tasks[0]
+	if _, err := p.Registry().Lookup(first); err != nil {
+		if s := tasks.Suggest(first, stages); s != "" {
+			return fmt.Errorf("unknown stage or task %q (did you mean the stage %s?); stages: %s", first, s, list)
+		}
+		return fmt.Errorf("%w; or a stage: davit STAGE TASK (stages: %s)", withRecipeHint(p, err, first), list)
+	}
+	return fmt.Errorf("no stage given: davit STAGE %s (stages: %s)", strings.Join(inv.tasks, " "), list)
+}
+
+// withRecipeHint adds to an unknown task error the recipe that provides
+// the task, when the Deployfile does not use it yet.
+func withRecipeHint(p *deployfile.Project, err error, name string) error {
+	if name != "deploy" && name != "rollback" && name != "releases" && !strings.HasPrefix(name, "deploy:") {
+		return err
+	}
+	if _, derr := p.Registry().Lookup("deploy"); derr == nil {
+		return err
+	}
+	return fmt.Errorf("%w: the deploy recipe provides it; add use(\"deploy\") to the Deployfile", err)
 }
 
 // checkFlags refuses flag values that cannot mean anything, before the
@@ -242,10 +280,17 @@ func terminalFormat(c *cli.Context, stdout io.Writer) (output.Sink, error) {
 }
 
 // listTasks prints the tasks that have a description (the ones meant to be
-// run by hand, as in Capistrano), or all of them with all set.
+// run by hand, as in Capistrano), or all of them with all set, then the
+// stages with their descriptions. The steps of the SCM strategies the
+// project does not use are left out even with all.
 func listTasks(w io.Writer, p *deployfile.Project, all bool) error {
 	var list []*tasks.Task
+	unused := unusedStrategies(p)
 	for _, t := range p.Registry().List() {
+		prefix, _, namespaced := strings.Cut(t.Name, ":")
+		if namespaced && slices.Contains(unused, prefix) {
+			continue
+		}
 		if all || t.Desc != "" {
 			list = append(list, t)
 		}
@@ -261,8 +306,35 @@ func listTasks(w io.Writer, p *deployfile.Project, all bool) error {
 		}
 		fmt.Fprintf(w, "davit %-*s  # %s\n", width, t.Name, t.Desc)
 	}
-	if stages := p.Stages(); len(stages) > 0 {
-		fmt.Fprintf(w, "\nstages: %s\n", strings.Join(stages, ", "))
+	stages := p.Stages()
+	if len(stages) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nstages: %s\n", strings.Join(stages, ", "))
+	width = 0
+	for _, s := range stages {
+		width = max(width, len(s))
+	}
+	for _, s := range stages {
+		if d := p.StageDesc(s); d != "" {
+			fmt.Fprintf(w, "  %-*s  # %s\n", width, s, d)
+		}
 	}
 	return nil
+}
+
+// unusedStrategies names the SCM strategies whose tasks (git:check, …) the
+// deploy recipe defines but the project's scm variable does not pick.
+func unusedStrategies(p *deployfile.Project) []string {
+	current, err := p.Vars().FetchString("scm")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, n := range scm.Names() {
+		if n != current {
+			out = append(out, n)
+		}
+	}
+	return out
 }
