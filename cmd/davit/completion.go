@@ -12,11 +12,22 @@ import (
 // Deployfile in the current directory.
 const bashCompletion = `# davit bash completion: source <(davit completion bash)
 _davit_complete() {
-  local cur="${COMP_WORDS[COMP_CWORD]}"
-  local words=("${COMP_WORDS[@]:0:COMP_CWORD}")
+  # bash splits words at ':' (COMP_WORDBREAKS), which would cut
+  # deploy:check in two; read the command line itself instead.
+  local line="${COMP_LINE:0:COMP_POINT}"
+  local cur="${line##*[[:space:]]}"
+  local -a words
+  read -r -a words <<< "${line:0:${#line}-${#cur}}"
   local opts
   opts=$("${words[@]}" --generate-bash-completion 2>/dev/null)
   COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
+  # bash will put each reply in place of the part of cur after its last
+  # ':', so drop what comes before it.
+  if [[ "${cur}" == *:* && "${COMP_WORDBREAKS}" == *:* ]]; then
+    local colon="${cur%"${cur##*:}"}"
+    local i
+    for i in "${!COMPREPLY[@]}"; do COMPREPLY[i]="${COMPREPLY[i]#"${colon}"}"; done
+  fi
 }
 complete -o bashdefault -o default -F _davit_complete davit
 `
@@ -46,13 +57,17 @@ func printCompletion(c *cli.Context, w io.Writer) error {
 	}
 }
 
-// completeStagesAndTasks prints the stages and tasks of the Deployfile in
-// reach, or the subcommands when there is none. Errors print nothing: a
-// completion must never spill messages into the user's prompt.
+// completeStagesAndTasks prints, for the first word, the subcommands and
+// the stages and tasks of the Deployfile in reach; after a stage or task,
+// only tasks. Errors print nothing: a completion must never spill messages
+// into the user's prompt.
 func completeStagesAndTasks(c *cli.Context) {
-	for _, cmd := range c.App.Commands {
-		if !cmd.Hidden {
-			fmt.Fprintln(c.App.Writer, cmd.Name)
+	first := c.NArg() == 0
+	if first {
+		for _, cmd := range c.App.Commands {
+			if !cmd.Hidden {
+				fmt.Fprintln(c.App.Writer, cmd.Name)
+			}
 		}
 	}
 	r, err := loadProject(c.Context, c, nil)
@@ -60,8 +75,10 @@ func completeStagesAndTasks(c *cli.Context) {
 		return
 	}
 	p := r.Project()
-	for _, s := range p.Stages() {
-		fmt.Fprintln(c.App.Writer, s)
+	if first {
+		for _, s := range p.Stages() {
+			fmt.Fprintln(c.App.Writer, s)
+		}
 	}
 	for _, t := range p.Registry().List() {
 		fmt.Fprintln(c.App.Writer, t.Name)
