@@ -20,6 +20,7 @@ func TestExamplesLoad(t *testing.T) {
 			continue
 		}
 		_, stages, _ := strings.Cut(out, "stages: ")
+		stages, _, _ = strings.Cut(stages, "\n")
 		for _, s := range strings.Split(strings.TrimSpace(stages), ", ") {
 			if s == "" {
 				continue
