@@ -135,11 +135,15 @@ func (r *Run) UseStage(ctx context.Context, name string) error {
 	return r.project.UseStageContext(ctx, name)
 }
 
-// Check finds, before anything runs, every task name that is not defined
-// and every hook of the tasks reachable from them that names an unknown
-// task or forms a cycle. All problems are reported at once.
+// Check finds, before anything runs, every task name that is not defined,
+// every hook anywhere in the Deployfile and its recipes that names an
+// unknown task (to hook, or to run), and every cycle of hooks reachable
+// from the tasks asked for. All problems are reported at once.
 func (r *Run) Check(names ...string) error {
 	var errs []error
+	if err := r.project.Registry().CheckHookNames(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, name := range names {
 		if err := (&tasks.Executor{Registry: r.project.Registry()}).CheckHooks(name); err != nil {
 			errs = append(errs, err)
