@@ -60,9 +60,6 @@ type runState struct {
 	// healthFailed is set when the health check failed and
 	// health_check_rollback is off: the flow finishes, then fails.
 	healthFailed error
-	// fused names the tasks whose work already ran in an earlier task's
-	// command (see batch.go); each is cleared when its task runs.
-	fused map[string]bool
 }
 
 // hostState is what the run did to one host, for undoing it and for the
@@ -186,7 +183,6 @@ func (r *Recipe) newRunState(c *tasks.Context, op string) (*runState, error) {
 		token:    hex.EncodeToString(tok),
 		hs:       map[string]*hostState{},
 		problems: map[string][]string{},
-		fused:    map[string]bool{},
 	}
 	for _, h := range hosts {
 		st.hs[h.Key()] = &hostState{host: h}

@@ -336,13 +336,13 @@ func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revis
 // RevisionTime is the commit's time for a git source (read from the
 // control machine's fetch), and unknown for copy_dir: the recipe then
 // writes the release's time.
-func (s *copyStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+func (s *copyStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, []string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.resolved == nil || s.resolved.ID != rev.ID {
-		return time.Time{}, "", nil
+		return time.Time{}, nil, nil
 	}
-	return s.revTime, "", nil
+	return s.revTime, nil, nil
 }
 
 // Close removes the control machine's archive. It may be called more than
