@@ -1,18 +1,3 @@
-// Package deploy is davit's Capistrano-compatible deploy recipe: setup,
-// check, lock, update, publish, finish, rollback, cleanup and releases,
-// written in Go against the same task DSL a Deployfile uses. Every step is
-// a task, so users hook before/after any of them exactly as they would in
-// Capistrano.
-//
-// The recipe keeps Capistrano's server layout (deploy.Layout), so a fleet
-// deployed by Capistrano can be taken over and rolled back to a release
-// Capistrano made. What davit needs beyond that layout (the deploy lock and
-// per-release marks) lives under DEPLOY_TO/.davit/.
-//
-// The property the recipe exists for is fleet-wide all-or-nothing: every
-// host finishes deploy:updating before any host's current moves; a failure
-// before publishing removes the new release everywhere; a failure while
-// publishing moves the hosts that switched back to the release they had.
 package capdeploy
 
 import (

@@ -92,7 +92,7 @@ before("deploy:log_revision", "test:before_log")`, nil, map[string]func(*tasks.C
 // A step whose work ran in an earlier task's command still fails in its
 // own name: the error names deploy:symlink:shared and its step, and the
 // release is removed.
-func TestLocalFusedStepFailureNamesItsTask(t *testing.T) {
+func TestLocalCombinedStepFailureNamesItsTask(t *testing.T) {
 	e := newLocalEnv(t)
 	e.deploy("", nil)
 	first := e.newestRelease()
@@ -175,5 +175,37 @@ set("repo_url", "file://`+repo+`/trunk")`, nil)
 	want := time.Date(2021, 2, 3, 4, 5, 6, 0, time.UTC).Unix()
 	if got := strings.TrimSpace(e.read(0, "releases/"+id+"/REVISION_TIME")); got != fmt.Sprint(want) {
 		t.Errorf("svn: REVISION_TIME = %q, want the last-changed date %d", got, want)
+	}
+}
+
+// A step the Deployfile redefines runs on its own (its own body, not the
+// recipe's work), splitting the stage's command around it; every other
+// step still shares a command, and no task does another's work: the
+// recipe's REVISION step never runs.
+func TestLocalRedefinedStepSplitsTheCommand(t *testing.T) {
+	e := newLocalEnv(t)
+	rec, err := e.run(`set("linked_dirs", ["log"])
+def mine(ctx):
+    on(roles("app"), lambda h: h.execute("true"))
+task("deploy:set_current_revision", mine)`, nil, nil, "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.labels("localhost")
+	t.Logf("commands: %q", got)
+	for _, want := range []string{
+		"git:update: clone the git mirror, create release directory ",
+		"deploy:set_current_revision: ",
+		"deploy:symlink:shared: link shared files",
+	} {
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("no command %q", want)
+		}
+	}
+	if slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "write REVISION") }) {
+		t.Errorf("the recipe's REVISION step ran although the Deployfile replaced it: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir(0), "releases", e.newestRelease(), "REVISION")); err == nil {
+		t.Error("REVISION was written by a step the Deployfile replaced")
 	}
 }

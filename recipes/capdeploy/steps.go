@@ -184,9 +184,16 @@ func (r *Recipe) runHostPlans(c *tasks.Context, st *runState, owners []string, p
 	if len(plans) == 0 {
 		return nil
 	}
+	// The command's events name the first task that has work in it.
+	on := c
+	if owners[0] != c.Task.Name {
+		if t, err := c.Executor.Registry.Lookup(owners[0]); err == nil {
+			on = tasks.NewContext(c.Ctx(), c.Executor, t)
+		}
+	}
 	var mu sync.Mutex
 	failedAt := len(owners)
-	err := st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
+	err := st.on(on, func(hc *tasks.HostContext, hs *hostState) error {
 		var works []*hostWork
 		var steps []tasks.Step
 		var who []int
