@@ -1,16 +1,21 @@
 package tasks
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 // Step is one piece of shell work that can share a command with others
@@ -106,6 +111,10 @@ func StepsScript(steps []Step, mark string) string {
 // steps' names, so the pretty output says what the command does instead
 // of showing its script.
 func (h *HostContext) RunSteps(steps []Step, opts CommandOptions) ([]string, error) {
+	return h.runSteps(steps, opts, nil)
+}
+
+func (h *HostContext) runSteps(steps []Step, opts CommandOptions, sh *Shell) ([]string, error) {
 	if len(steps) == 0 {
 		return nil, nil
 	}
@@ -145,7 +154,12 @@ func (h *HostContext) RunSteps(steps []Step, opts CommandOptions) ([]string, err
 		mark = "@@davit-step-" + hex.EncodeToString(tok) + "-"
 	}
 	var buf strings.Builder
-	_, cerr := h.run([]string{StepsScript(steps, mark)}, opts, runMode{capture: &buf, marker: mark})
+	var cerr *CommandError
+	if sh != nil {
+		cerr = h.runInShell(sh, StepsScript(steps, mark), opts, mark, &buf)
+	} else {
+		_, cerr = h.run([]string{StepsScript(steps, mark)}, opts, runMode{capture: &buf, marker: mark})
+	}
 	var outs []string
 	if len(steps) == 1 {
 		outs = []string{strings.TrimRight(buf.String(), "\r\n")}
@@ -195,4 +209,210 @@ func stepError(i int, s Step, cerr *CommandError) *StepError {
 	}
 	e.Command = strings.Join(words, " ")
 	return &StepError{Index: i, Step: s.Name, Err: &e}
+}
+
+// Shell is one shell kept open on a host for several steps commands, run
+// one after another in it (HostContext.RunStepsIn). Over SSH every
+// command is a session, and every session a fork of sshd and a login
+// shell with its startup files on the host; a flow that talks to each
+// host five times with fleet-wide barriers in between (check, lock,
+// update, switch, finish) pays that once per host instead of five times.
+// Each command still runs in a subshell of its own, with its own
+// directory, environment and exit, and still emits its own events, so
+// logs and errors read as before. The zero value is ready to use; Close
+// ends it. A Shell serves one host.
+type Shell struct {
+	mu     sync.Mutex // one command at a time
+	state  int        // shellNew, shellOpen, shellDead
+	stdin  *io.PipeWriter
+	lines  chan shellLine
+	ended  chan struct{} // closed when the shell's command returned
+	err    error         // why it ended, once ended is closed
+	cancel context.CancelFunc
+	end    string // the marker that ends each command's output
+	n      int    // commands run, for the marker
+}
+
+const (
+	shellNew = iota
+	shellOpen
+	shellDead
+)
+
+// shellLine is a line of the shell's stdout or stderr.
+type shellLine struct {
+	stderr bool
+	text   string
+}
+
+// open starts the shell on h's host: sh reading commands from stdin,
+// exec'd by the login shell so that only one shell stays.
+func (s *Shell) open(h *HostContext) error {
+	be, err := h.getBackend()
+	if err != nil {
+		return err
+	}
+	tok := make([]byte, 8)
+	if _, err := rand.Read(tok); err != nil {
+		return err
+	}
+	s.end = "@@davit-end-" + hex.EncodeToString(tok) + "-"
+	ctx, cancel := context.WithCancel(h.ctx)
+	pr, pw := io.Pipe()
+	s.stdin, s.cancel = pw, cancel
+	s.lines = make(chan shellLine, 1024)
+	s.ended = make(chan struct{})
+	send := func(stderr bool) *output.LineWriter {
+		return output.NewLineWriter(func(l string) { s.lines <- shellLine{stderr, l} })
+	}
+	stdout, stderr := send(false), send(true)
+	go func() {
+		_, err := be.Run(ctx, &deploy.Command{Args: []string{"exec sh -s"}, Stdin: pr}, stdout, stderr)
+		stdout.Flush()
+		stderr.Flush()
+		if err == nil {
+			err = errors.New("the host's shell ended")
+		}
+		s.err = err
+		pr.CloseWithError(err) // a write after the end fails instead of blocking
+		close(s.ended)
+	}()
+	s.state = shellOpen
+	return nil
+}
+
+// Close ends the shell: its input ends, so it exits; one that does not
+// within a few seconds is stopped.
+func (s *Shell) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != shellOpen {
+		return nil
+	}
+	s.state = shellDead
+	s.stdin.Close()
+	select {
+	case <-s.ended:
+	case <-time.After(5 * time.Second):
+	}
+	s.cancel()
+	<-s.ended
+	return nil
+}
+
+// RunStepsIn is RunSteps in sh, the host's shell for a flow, started on
+// first use. Steps that need what a shell reading its commands from stdin
+// cannot give them (stdin, a pty, a timeout), a dry run and a nil sh run
+// as their own command, as RunSteps does.
+func (h *HostContext) RunStepsIn(sh *Shell, steps []Step, opts CommandOptions) ([]string, error) {
+	if sh == nil || h.Context.Executor.DryRun || opts.Stdin != nil || opts.PTY || opts.Timeout > 0 ||
+		slices.ContainsFunc(steps, func(s Step) bool { return s.Stdin != nil }) {
+		return h.RunSteps(steps, opts)
+	}
+	return h.runSteps(steps, opts, sh)
+}
+
+// runInShell runs script, with opts, as one command in sh: the same
+// events and errors as run, but written to the shell's stdin as
+//
+//	(
+//	LINE
+//	) </dev/null
+//	echo END<n> $?; echo END<n> >&2
+//
+// where LINE is the rendered command (cd, umask, env, the script) and the
+// END lines tell where its output ends and how it exited.
+func (h *HostContext) runInShell(sh *Shell, script string, opts CommandOptions, mark string, capture *strings.Builder) *CommandError {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c, err := h.command([]string{script}, opts)
+	if err == nil && sh.state == shellNew {
+		err = sh.open(h)
+	}
+	if err == nil && sh.state != shellOpen {
+		err = errors.New("the host's shell was closed")
+	}
+	if err != nil {
+		return &CommandError{Host: h.Host.String(), Command: script, ExitStatus: -1, Err: err}
+	}
+	id := h.Context.Executor.share().nextID.Add(1)
+	disp := display(c)
+	h.emit(output.Event{Kind: output.CommandStart, ID: id, Command: disp, Label: opts.Label})
+	start := time.Now()
+	sh.n++
+	end := sh.end + strconv.Itoa(sh.n)
+	in := "(\n" + c.String() + "\n) </dev/null\necho " + end + " $?; echo " + end + " >&2\n"
+	status, err := -1, error(nil)
+	if _, werr := io.WriteString(sh.stdin, in); werr != nil {
+		err = werr
+	}
+	stderrTail := &tail{n: stderrTailLines}
+	var lines []string
+	outDone, errDone := false, false
+	for err == nil && !(outDone && errDone) {
+		var l shellLine
+		select {
+		case l = <-sh.lines:
+		case <-sh.ended:
+			select {
+			case l = <-sh.lines: // what arrived before the end
+			default:
+				err = sh.err
+				continue
+			}
+		case <-h.ctx.Done():
+			err = h.ctx.Err()
+			sh.state = shellDead
+			sh.cancel()
+			continue
+		}
+		text := l.text
+		if i := strings.Index(text, end); i >= 0 {
+			rest := strings.TrimSpace(text[i+len(end):])
+			text = text[:i]
+			if l.stderr {
+				errDone = true
+			} else {
+				outDone = true
+				status, _ = strconv.Atoi(rest)
+			}
+			if text == "" {
+				continue
+			}
+		}
+		if l.stderr {
+			stderrTail.add(text)
+			h.emit(output.Event{Kind: output.Output, ID: id, Stream: output.Stderr, Line: text})
+			continue
+		}
+		lines = append(lines, text)
+		if mark != "" {
+			if i := strings.Index(text, mark); i >= 0 {
+				if text = text[:i]; text == "" {
+					continue
+				}
+			}
+		}
+		h.emit(output.Event{Kind: output.Output, ID: id, Stream: output.Stdout, Line: text})
+	}
+	if err != nil {
+		status = -1
+		if sh.state == shellOpen {
+			sh.state = shellDead
+			sh.cancel()
+		}
+	}
+	for _, l := range lines {
+		capture.WriteString(l + "\n")
+	}
+	ev := output.Event{Kind: output.CommandEnd, ID: id, Command: disp, Label: opts.Label, Duration: time.Since(start)}
+	ev.ExitStatus = &status
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	h.emit(ev)
+	if err != nil || status != 0 {
+		return &CommandError{Host: h.Host.String(), Command: disp, ExitStatus: status, StderrTail: stderrTail.get(), Err: err}
+	}
+	return nil
 }

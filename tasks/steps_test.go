@@ -3,12 +3,15 @@ package tasks
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/davit-deploy/davit/deploy"
 	"github.com/davit-deploy/davit/deploy/backend/dryrun"
+	"github.com/davit-deploy/davit/deploy/backend/local"
 	"github.com/davit-deploy/davit/deploy/output"
 )
 
@@ -136,5 +139,79 @@ func TestRunStepsDryRun(t *testing.T) {
 	})
 	if err != nil || len(outs) != 2 {
 		t.Errorf("dry run: %v, outputs %q, want two", err, outs)
+	}
+}
+
+// countingBackend counts the commands (sessions) a backend was asked to
+// run.
+type countingBackend struct {
+	deploy.Backend
+	mu   sync.Mutex
+	runs int
+}
+
+func (b *countingBackend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.Writer) (*deploy.Result, error) {
+	b.mu.Lock()
+	b.runs++
+	b.mu.Unlock()
+	return b.Backend.Run(ctx, c, stdout, stderr)
+}
+
+// Several steps commands run in one Shell are one command for the host
+// (one session over SSH), yet each keeps its own directory, environment,
+// exit, output, status and events; a failing one leaves the shell usable.
+func TestRunStepsInShell(t *testing.T) {
+	ex, rec := newExecutor(t, localHosts("app1"))
+	cb := &countingBackend{Backend: local.New(t.TempDir())}
+	ex.Pool = deploy.NewPool(func(ctx context.Context, h *deploy.Host) (deploy.Backend, error) { return cb, nil })
+	c := NewContext(t.Context(), ex, &Task{Name: "t"})
+	sh := &Shell{}
+	var got [][]string
+	var errs []error
+	err := c.On(ex.Hosts, nil, func(hc *HostContext) error {
+		for _, steps := range [][]Step{
+			{{Name: "a", Script: `cd / && X=1 && echo "a $1"`, Args: []string{"x y"}}, {Name: "b", Script: "pwd; printf no-newline"}},
+			{{Name: "c", Script: `echo "${X:-unset}" "$G"; echo oops >&2; exit 3`, Env: map[string]string{"G": "g"}}},
+			{{Name: "d", Script: "pwd | grep -qx / || echo not-root"}},
+		} {
+			outs, err := hc.RunStepsIn(sh, steps, CommandOptions{})
+			got, errs = append(got, outs), append(errs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cb.runs != 1 {
+		t.Errorf("the backend ran %d commands, want one shell", cb.runs)
+	}
+	want := [][]string{{"a x y", "/\nno-newline"}, {"unset g"}, {"not-root"}}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("command %d: outputs %q, want %q", i, got[i], want[i])
+		}
+	}
+	var se *StepError
+	if errs[0] != nil || !errors.As(errs[1], &se) || se.Err.ExitStatus != 3 || !slices.Equal(se.Err.StderrTail, []string{"oops"}) || errs[2] != nil {
+		t.Errorf("errors: %v", errs)
+	}
+	if n := len(rec.Of(output.CommandStart)); n != 3 {
+		t.Errorf("%d command_start events, want 3", n)
+	}
+	for _, ev := range rec.Of(output.Output) {
+		if strings.Contains(ev.Line, "@@davit-") {
+			t.Errorf("a marker was reported as output: %q", ev.Line)
+		}
+	}
+	// A closed shell refuses further commands rather than hanging.
+	err = c.On(ex.Hosts, nil, func(hc *HostContext) error {
+		_, err := hc.RunStepsIn(sh, []Step{{Name: "late", Script: "true"}}, CommandOptions{})
+		return err
+	})
+	if err == nil {
+		t.Error("a command ran in a closed shell")
 	}
 }

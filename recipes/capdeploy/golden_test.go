@@ -29,14 +29,36 @@ type recording struct {
 
 func (r recording) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.Writer) (*deploy.Result, error) {
 	r.mu.Lock()
-	*r.lines = append(*r.lines, "$ "+c.String())
+	*r.lines = append(*r.lines, "$ "+c.String()+"\n")
 	r.mu.Unlock()
+	if c.Stdin != nil {
+		// A shell reading its commands from stdin (tasks.Shell): what it
+		// reads is what the host receives.
+		cc := *c
+		cc.Stdin = stdinRecorder{c.Stdin, r}
+		c = &cc
+	}
 	return r.Backend.Run(ctx, c, stdout, stderr)
+}
+
+type stdinRecorder struct {
+	io.Reader
+	r recording
+}
+
+func (s stdinRecorder) Read(p []byte) (int, error) {
+	n, err := s.Reader.Read(p)
+	if n > 0 {
+		s.r.mu.Lock()
+		*s.r.lines = append(*s.r.lines, string(p[:n]))
+		s.r.mu.Unlock()
+	}
+	return n, err
 }
 
 func (r recording) Upload(ctx context.Context, rd io.Reader, remote string, mode fs.FileMode) error {
 	r.mu.Lock()
-	*r.lines = append(*r.lines, fmt.Sprintf("upload %s (mode %#o)", remote, mode.Perm()))
+	*r.lines = append(*r.lines, fmt.Sprintf("upload %s (mode %#o)\n", remote, mode.Perm()))
 	r.mu.Unlock()
 	return r.Backend.Upload(ctx, rd, remote, mode)
 }
@@ -52,7 +74,7 @@ type normaliser struct {
 }
 
 var (
-	reMarker  = regexp.MustCompile(`@@davit-step-[0-9a-f]{16}-`)
+	reMarker  = regexp.MustCompile(`@@davit-(step|end)-[0-9a-f]{16}-`)
 	reToken   = regexp.MustCompile(`token=[0-9a-f]{16}`)
 	reTime    = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
 	rePid     = regexp.MustCompile(`pid=\d+`)
@@ -72,7 +94,7 @@ func (n *normaliser) name(kind, v string) string {
 
 func (n *normaliser) line(l string) string {
 	l = n.fixed.Replace(l)
-	l = reMarker.ReplaceAllString(l, "@@davit-step-MARK-")
+	l = reMarker.ReplaceAllString(l, "@@davit-$1-MARK-")
 	l = reToken.ReplaceAllString(l, "token=TOKEN")
 	l = reTime.ReplaceAllString(l, "TIME")
 	l = rePid.ReplaceAllString(l, "pid=PID")
@@ -117,9 +139,12 @@ set("linked_files", ["config/secrets.yml"])`
 		if rec, err := e.run(extra, nil, nil, step.task); err != nil {
 			t.Fatalf("%s: %v\n%s", step.name, err, rec.text())
 		}
+		mu.Lock()
+		text := strings.Join(lines, "")
+		mu.Unlock()
 		var b strings.Builder
-		for _, l := range lines {
-			b.WriteString(n.line(l) + "\n")
+		for _, l := range strings.SplitAfter(text, "\n") {
+			b.WriteString(n.line(l))
 		}
 		checkGolden(t, filepath.Join("testdata", step.name+".golden"), b.String())
 	}

@@ -85,7 +85,7 @@ func (r *Recipe) lock(c *tasks.Context, st *runState) error {
 		if hs.locked {
 			return nil
 		}
-		out, err := runStep(hc, step)
+		out, err := runStepIn(hc, st.shell(hc.Host), step)
 		if err != nil {
 			return stepError("take the deploy lock", err)
 		}

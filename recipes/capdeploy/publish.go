@@ -45,7 +45,7 @@ func (r *Recipe) symlinkRelease(c *tasks.Context) error {
 			return nil // a rollback's target that is already live here
 		}
 		hs.switched = true
-		if _, err := runStep(hc, step); err != nil {
+		if _, err := runStepIn(hc, st.shell(hc.Host), step); err != nil {
 			return stepError(name, err)
 		}
 		return nil

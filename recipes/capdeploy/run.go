@@ -60,6 +60,9 @@ type runState struct {
 	// healthFailed is set when the health check failed and
 	// health_check_rollback is off: the flow finishes, then fails.
 	healthFailed error
+	// shells are the hosts' shells the flow's steps run in (one session
+	// per host for the whole flow, not one per stage), closed at its end.
+	shells map[string]*tasks.Shell
 }
 
 // hostState is what the run did to one host, for undoing it and for the
@@ -105,14 +108,43 @@ func (r *Recipe) begin(c *tasks.Context, op string) (*runState, error) {
 	return st, nil
 }
 
-// end finishes the flow: closes the SCM strategy and forgets the state.
+// end finishes the flow: closes the hosts' shells and the SCM strategy
+// and forgets the state.
 func (r *Recipe) end(st *runState) error {
 	r.mu.Lock()
 	if r.run == st {
 		r.run = nil
 	}
 	r.mu.Unlock()
+	st.closeShells()
 	return st.closeStrategy()
+}
+
+// shell is h's shell for this flow, in which its steps commands run.
+func (st *runState) shell(h *deploy.Host) *tasks.Shell {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.shells == nil {
+		st.shells = map[string]*tasks.Shell{}
+	}
+	sh := st.shells[h.Key()]
+	if sh == nil {
+		sh = &tasks.Shell{}
+		st.shells[h.Key()] = sh
+	}
+	return sh
+}
+
+func (st *runState) closeShells() {
+	st.mu.Lock()
+	shells := st.shells
+	st.shells = nil
+	st.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, sh := range shells {
+		wg.Go(func() { sh.Close() })
+	}
+	wg.Wait()
 }
 
 func (r *Recipe) current() *runState {

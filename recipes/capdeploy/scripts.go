@@ -52,7 +52,13 @@ const exitReleaseExists = 17
 // runStep runs one step on hc's host, as one command, and returns its
 // stdout; its failure is the *tasks.CommandError (callers name the step).
 func runStep(hc *tasks.HostContext, step tasks.Step) (string, error) {
-	outs, err := hc.RunSteps([]tasks.Step{step}, tasks.CommandOptions{})
+	return runStepIn(hc, nil, step)
+}
+
+// runStepIn is runStep in the flow's shell on the host (sh, or a command
+// of its own when sh is nil).
+func runStepIn(hc *tasks.HostContext, sh *tasks.Shell, step tasks.Step) (string, error) {
+	outs, err := hc.RunStepsIn(sh, []tasks.Step{step}, tasks.CommandOptions{})
 	var se *tasks.StepError
 	if errors.As(err, &se) {
 		return "", se.Err

@@ -214,7 +214,7 @@ func (r *Recipe) runHostPlans(c *tasks.Context, st *runState, owners []string, p
 				w.before()
 			}
 		}
-		outs, err := hc.RunSteps(steps, tasks.CommandOptions{})
+		outs, err := hc.RunStepsIn(st.shell(hc.Host), steps, tasks.CommandOptions{})
 		var se *tasks.StepError
 		bad := len(works)
 		if errors.As(err, &se) {
