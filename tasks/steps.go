@@ -223,7 +223,8 @@ func stepError(i int, s Step, cerr *CommandError) *StepError {
 // ends it. A Shell serves one host.
 type Shell struct {
 	mu     sync.Mutex // one command at a time
-	state  int        // shellNew, shellOpen, shellDead
+	state  int        // shellNew, shellOpen, shellDead, shellUnsupported
+	closed bool
 	stdin  *io.PipeWriter
 	lines  chan shellLine
 	ended  chan struct{} // closed when the shell's command returned
@@ -237,6 +238,10 @@ const (
 	shellNew = iota
 	shellOpen
 	shellDead
+	// shellUnsupported: the backend ran the shell's command without
+	// keeping it open (a dry run's reports it and returns), so commands
+	// run on their own.
+	shellUnsupported
 )
 
 // shellLine is a line of the shell's stdout or stderr.
@@ -266,19 +271,53 @@ func (s *Shell) open(h *HostContext) error {
 		return output.NewLineWriter(func(l string) { s.lines <- shellLine{stderr, l} })
 	}
 	stdout, stderr := send(false), send(true)
+	clean := false
 	go func() {
 		_, err := be.Run(ctx, &deploy.Command{Args: []string{"exec sh -s"}, Stdin: pr}, stdout, stderr)
 		stdout.Flush()
 		stderr.Flush()
 		if err == nil {
-			err = errors.New("the host's shell ended")
+			clean, err = true, errors.New("the host's shell ended")
 		}
 		s.err = err
 		pr.CloseWithError(err) // a write after the end fails instead of blocking
 		close(s.ended)
 	}()
-	s.state = shellOpen
-	return nil
+	// The shell answers before it gets its first command; a backend that
+	// does not keep it open ends it cleanly instead.
+	ready := s.end + "0"
+	if _, err := io.WriteString(pw, "echo "+ready+"\n"); err != nil {
+		<-s.ended
+		if clean {
+			s.state = shellUnsupported
+			return nil
+		}
+		s.state = shellDead
+		return s.err
+	}
+	for {
+		select {
+		case l := <-s.lines:
+			if !l.stderr && strings.Contains(l.text, ready) {
+				s.state = shellOpen
+				return nil
+			}
+		case <-s.ended:
+			for len(s.lines) > 0 {
+				<-s.lines
+			}
+			if clean {
+				s.state = shellUnsupported
+				return nil
+			}
+			s.state = shellDead
+			return s.err
+		case <-h.ctx.Done():
+			cancel()
+			s.state = shellDead
+			return h.ctx.Err()
+		}
+	}
 }
 
 // Close ends the shell: its input ends, so it exits; one that does not
@@ -286,10 +325,11 @@ func (s *Shell) open(h *HostContext) error {
 func (s *Shell) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != shellOpen {
+	s.state = shellDead
+	if s.stdin == nil || s.closed { // never started, or closed
 		return nil
 	}
-	s.state = shellDead
+	s.closed = true
 	s.stdin.Close()
 	select {
 	case <-s.ended:
@@ -328,6 +368,10 @@ func (h *HostContext) runInShell(sh *Shell, script string, opts CommandOptions, 
 	c, err := h.command([]string{script}, opts)
 	if err == nil && sh.state == shellNew {
 		err = sh.open(h)
+	}
+	if err == nil && sh.state == shellUnsupported {
+		_, cerr := h.run([]string{script}, opts, runMode{capture: capture, marker: mark})
+		return cerr
 	}
 	if err == nil && sh.state != shellOpen {
 		err = errors.New("the host's shell was closed")

@@ -215,3 +215,31 @@ func TestRunStepsInShell(t *testing.T) {
 		t.Error("a command ran in a closed shell")
 	}
 }
+
+// A backend that does not keep a shell open (the dry run's, which reports
+// the shell's command and returns) gets each command on its own.
+func TestRunStepsInShellDryRun(t *testing.T) {
+	ex, _ := newExecutor(t, localHosts("app1"))
+	var reports []string
+	var mu sync.Mutex
+	ex.Pool = deploy.NewPool(func(ctx context.Context, h *deploy.Host) (deploy.Backend, error) {
+		return dryrun.New(func(m string) { mu.Lock(); reports = append(reports, m); mu.Unlock() }), nil
+	})
+	c := NewContext(t.Context(), ex, &Task{Name: "t"})
+	sh := &Shell{}
+	defer sh.Close()
+	err := c.On(ex.Hosts, nil, func(hc *HostContext) error {
+		for range 2 {
+			if _, err := hc.RunStepsIn(sh, []Step{{Name: "a", Script: "echo a"}, {Name: "b", Script: "echo b"}}, CommandOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(reports); n != 3 || !strings.Contains(reports[1], "step0") || !strings.Contains(reports[2], "step1") {
+		t.Errorf("reports %q: want the shell's command, then each command on its own", reports)
+	}
+}
