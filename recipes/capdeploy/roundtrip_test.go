@@ -29,13 +29,18 @@ func (r *recorder) labels(host string) []string {
 
 // A deploy with the git strategy and no hooks costs five commands per
 // host, first deploy or not: check, lock, the whole update, the switch,
-// the finish. A hook between two steps splits their command there, and
+// the finish, all in one shell (one SSH session). A hook between two steps splits their command there, and
 // every step still runs as a task of its own.
 func TestSSHRoundTrips(t *testing.T) {
 	e := newSSHEnv(t, 2)
 	extra := `set("linked_dirs", ["log"])`
 	for round, want := range []string{"clone the git mirror", "update the git mirror"} {
+		sessions := strings.Count(e.fleet.Servers[0].Log(), "Starting session:")
 		rec := e.deploy(extra, nil)
+		// The five commands share one shell: one SSH session on the host.
+		if n := strings.Count(e.fleet.Servers[0].Log(), "Starting session:") - sessions; n != 1 {
+			t.Errorf("deploy %d opened %d SSH sessions on host1, want 1", round+1, n)
+		}
 		got := rec.labels("host1")
 		t.Logf("deploy %d: %q", round+1, got)
 		if len(got) != 5 {
