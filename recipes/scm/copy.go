@@ -114,7 +114,7 @@ func (s *copyStrategy) Check(hc *tasks.HostContext, l deploy.Layout) ([]string, 
 	if _, err := readCopySource(hc.Context); err != nil {
 		problems = append(problems, err.Error())
 	}
-	ok, err := hc.Test([]string{"command -v tar >/dev/null && command -v gzip >/dev/null"}, tasks.CommandOptions{})
+	ok, err := hc.Test([]string{copyToolsScript}, tasks.CommandOptions{Label: "check tar and gzip"})
 	if err != nil {
 		return nil, fmt.Errorf("copy check on %s: %w", hc.Host, err)
 	}

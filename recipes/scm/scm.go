@@ -212,4 +212,6 @@ var (
 	svnCheckScript string
 	//go:embed scripts/svn_export.sh
 	svnExportScript string
+	//go:embed scripts/copy_tools.sh
+	copyToolsScript string
 )
