@@ -70,6 +70,7 @@ func (r *Recipe) SetDefaults(v *tasks.Vars) {
 	def("publish_batch", "")
 	def("publish_batch_wait", 0)
 	def("tmp_dir", "/tmp")
+	def("host_shell", true)
 	def("rollback_release", "")
 	lazy("local_user", func() (any, error) { return localUser(), nil })
 

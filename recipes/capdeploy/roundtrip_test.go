@@ -51,6 +51,13 @@ func TestSSHRoundTrips(t *testing.T) {
 		}
 	}
 
+	// Without the shared shell, each command is a session of its own.
+	sessions := strings.Count(e.fleet.Servers[0].Log(), "Starting session:")
+	rec := e.deploy(extra+"\nset(\"host_shell\", False)", nil)
+	if n, cmds := strings.Count(e.fleet.Servers[0].Log(), "Starting session:")-sessions, len(rec.labels("host1")); n != cmds || cmds != 5 {
+		t.Errorf("host_shell off: %d sessions for %d commands, want 5 of each", n, cmds)
+	}
+
 	var ran []string
 	hook := func(name string) func(*tasks.Context) error {
 		return func(*tasks.Context) error { ran = append(ran, name); return nil }

@@ -61,8 +61,12 @@ type runState struct {
 	// health_check_rollback is off: the flow finishes, then fails.
 	healthFailed error
 	// shells are the hosts' shells the flow's steps run in (one session
-	// per host for the whole flow, not one per stage), closed at its end.
-	shells map[string]*tasks.Shell
+	// per host for the whole flow, not one per stage), closed at its end;
+	// noShell (host_shell off) runs each command in a session of its own,
+	// for a server whose MaxSessions is 1, where the flow's shell would
+	// keep a hook's command waiting.
+	shells  map[string]*tasks.Shell
+	noShell bool
 }
 
 // hostState is what the run did to one host, for undoing it and for the
@@ -120,10 +124,14 @@ func (r *Recipe) end(st *runState) error {
 	return st.closeStrategy()
 }
 
-// shell is h's shell for this flow, in which its steps commands run.
+// shell is h's shell for this flow, in which its steps commands run (nil:
+// each in a session of its own).
 func (st *runState) shell(h *deploy.Host) *tasks.Shell {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.noShell {
+		return nil
+	}
 	if st.shells == nil {
 		st.shells = map[string]*tasks.Shell{}
 	}
@@ -201,6 +209,10 @@ func (r *Recipe) newRunState(c *tasks.Context, op string) (*runState, error) {
 	if err != nil {
 		return nil, err
 	}
+	shell, err := v.FetchBool("host_shell")
+	if err != nil {
+		return nil, err
+	}
 	control, _ := os.Hostname()
 	tok := make([]byte, 8)
 	if _, err := rand.Read(tok); err != nil {
@@ -215,6 +227,7 @@ func (r *Recipe) newRunState(c *tasks.Context, op string) (*runState, error) {
 		token:    hex.EncodeToString(tok),
 		hs:       map[string]*hostState{},
 		problems: map[string][]string{},
+		noShell:  !shell,
 	}
 	for _, h := range hosts {
 		st.hs[h.Key()] = &hostState{host: h}
