@@ -111,9 +111,11 @@ func (r *Recipe) stepPlan(c *tasks.Context, st *runState, name string) planFunc 
 type stepCombiner struct{ r *Recipe }
 
 // RunCombined does the work of group's tasks in order: the runs of those
-// whose work is shell steps alone as one command per host each, and any
-// other (the copy strategy's, whose files travel from this machine) by
-// its own body, between them.
+// whose work is shell steps in the flow in progress as one command per
+// host each, and any other (no flow in progress, or the step of a
+// strategy other than the run's) by its own body, between them. Such a
+// body that invokes an earlier task of the group gets the executor's
+// "invokes itself" error, never a wait on a task that cannot end first.
 func (sc *stepCombiner) RunCombined(c *tasks.Context, group []*tasks.Task) error {
 	r := sc.r
 	st := r.current()
