@@ -293,6 +293,18 @@ func (e *Executor) finish(tr *taskRun, err error) {
 	close(tr.done)
 }
 
+// unclaim ends a claimed run that never started (a task of a sequence's
+// group after the one that failed): waiters get err, and a later invoke
+// runs the task afresh.
+func (e *Executor) unclaim(name string, tr *taskRun, err error) {
+	e.mu.Lock()
+	if e.runs[name] == tr {
+		delete(e.runs, name)
+	}
+	e.mu.Unlock()
+	e.finish(tr, err)
+}
+
 // wait blocks until a run of name that another goroutine started ends.
 func (e *Executor) wait(ctx context.Context, name string, tr *taskRun) error {
 	select {

@@ -198,7 +198,7 @@ type runMode struct {
 	// test marks a command run as a condition: its non-zero exit is an
 	// answer, not a failure, in its end event.
 	test bool
-	// marker is davit's own protocol on stdout (Batch's step markers):
+	// marker is davit's own protocol on stdout (RunSteps' step markers):
 	// captured, but cut from the output reported.
 	marker string
 }

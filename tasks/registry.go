@@ -40,6 +40,14 @@ type Task struct {
 	Desc string
 	Pos  Position
 	Run  func(*Context) error
+	// Combine, if set, can do this task's work together with that of the
+	// tasks after it in a sequence (Context.InvokeSequence) that share the
+	// same Combiner, as one piece of work (the deploy recipe: one remote
+	// command per host for several steps). It is a property of this *Task:
+	// a Deployfile that defines the name again replaces the *Task, so its
+	// task runs on its own. Run must still do the task's work alone; it is
+	// what runs when the task is invoked by itself.
+	Combine Combiner
 }
 
 // Hook is one before or after hook: the task to run and where the hook was

@@ -112,6 +112,11 @@ type env struct {
 	// limit, if set, declares only the fleet's first limit servers, so a
 	// benchmark can use part of a fleet it started once.
 	limit int
+	// wrap, if set, stands between each host and its backend (a dry run,
+	// a recording of what each host receives).
+	wrap func(h *deploy.Host, b deploy.Backend) deploy.Backend
+	// dryRun marks the executor's run as a dry run.
+	dryRun bool
 }
 
 func newSSHEnv(t testing.TB, n int) *env {
@@ -246,6 +251,16 @@ func (e *env) runCtx(ctx context.Context, extra string, overrides map[string]str
 	} else {
 		connect = func(ctx context.Context, h *deploy.Host) (deploy.Backend, error) { return local.New(e.localDir), nil }
 	}
+	if e.wrap != nil {
+		inner := connect
+		connect = func(ctx context.Context, h *deploy.Host) (deploy.Backend, error) {
+			b, err := inner(ctx, h)
+			if err != nil {
+				return nil, err
+			}
+			return e.wrap(h, b), nil
+		}
+	}
 	pool := deploy.NewPool(connect)
 	defer pool.Close()
 	ex := &tasks.Executor{
@@ -255,6 +270,7 @@ func (e *env) runCtx(ctx context.Context, extra string, overrides map[string]str
 		Pool:     pool,
 		Local:    local.New(dir),
 		Sink:     rec,
+		DryRun:   e.dryRun,
 	}
 	for _, name := range taskNames {
 		if err := ex.Invoke(ctx, name); err != nil {

@@ -1,18 +1,3 @@
-// Package deploy is davit's Capistrano-compatible deploy recipe: setup,
-// check, lock, update, publish, finish, rollback, cleanup and releases,
-// written in Go against the same task DSL a Deployfile uses. Every step is
-// a task, so users hook before/after any of them exactly as they would in
-// Capistrano.
-//
-// The recipe keeps Capistrano's server layout (deploy.Layout), so a fleet
-// deployed by Capistrano can be taken over and rolled back to a release
-// Capistrano made. What davit needs beyond that layout (the deploy lock and
-// per-release marks) lives under DEPLOY_TO/.davit/.
-//
-// The property the recipe exists for is fleet-wide all-or-nothing: every
-// host finishes deploy:updating before any host's current moves; a failure
-// before publishing removes the new release everywhere; a failure while
-// publishing moves the hosts that switched back to the release they had.
 package capdeploy
 
 import (
@@ -36,10 +21,6 @@ type Recipe struct {
 	// now is the clock release ids and marks are made from; tests pin it
 	// to prove that two deploys in the same second get different ids.
 	now func() time.Time
-
-	// own holds the tasks this recipe defined, so it can tell when a
-	// Deployfile replaced one (whose work then never shares a command).
-	own map[string]*tasks.Task
 
 	mu  sync.Mutex
 	run *runState // the flow in progress (deploy or rollback), or nil
@@ -89,6 +70,7 @@ func (r *Recipe) SetDefaults(v *tasks.Vars) {
 	def("publish_batch", "")
 	def("publish_batch_wait", 0)
 	def("tmp_dir", "/tmp")
+	def("host_shell", true)
 	def("rollback_release", "")
 	lazy("local_user", func() (any, error) { return localUser(), nil })
 
@@ -140,10 +122,13 @@ func layoutFrom(v *tasks.Vars) (deploy.Layout, error) {
 }
 
 // taskDef is one task of the recipe: name, description (tasks meant to be
-// run by hand have one, as in Capistrano, so -T lists them) and body.
+// run by hand have one, as in Capistrano, so -T lists them) and body;
+// steps marks a task whose remote work is shell steps, which may share a
+// command with the steps around it (stepCombiner).
 type taskDef struct {
 	name, desc string
 	run        func(*tasks.Context) error
+	steps      bool
 }
 
 // hookPoint is a task with an empty body: it exists so users can hook
@@ -153,54 +138,59 @@ func hookPoint(*tasks.Context) error { return nil }
 func (r *Recipe) taskDefs() []taskDef {
 	defs := []taskDef{
 		// The flows.
-		{"deploy", "Deploy a new release to every host: all hosts switch, or none", r.deployFlow},
-		{"rollback", "Switch every host back to the previous good release (release=ID picks one)", r.rollbackFlow},
-		{"deploy:rollback", "Same as rollback", r.rollbackFlow},
+		{"deploy", "Deploy a new release to every host: all hosts switch, or none", r.deployFlow, false},
+		{"rollback", "Switch every host back to the previous good release (release=ID picks one)", r.rollbackFlow, false},
+		{"deploy:rollback", "Same as rollback", r.rollbackFlow, false},
 
 		// Hand-run tasks.
-		{"deploy:setup", "Create the deploy_to layout and linked directories on every host", r.setup},
-		{"deploy:check", "Report everything that would make a deploy fail, on every host at once", r.check},
-		{"deploy:unlock", "Remove the deploy lock (a stale one, left by a deploy that died)", r.unlockTask},
-		{"deploy:cleanup", "Remove old releases beyond keep_releases (never current)", r.cleanupTask},
-		{"releases", "List the releases on every host: revision, time, who, current and bad marks", r.releases},
+		{"deploy:setup", "Create the deploy_to layout and linked directories on every host", r.setup, false},
+		{"deploy:check", "Report everything that would make a deploy fail, on every host at once", r.check, false},
+		{"deploy:unlock", "Remove the deploy lock (a stale one, left by a deploy that died)", r.unlockTask, true},
+		{"deploy:cleanup", "Remove old releases beyond keep_releases (never current)", r.cleanupTask, true},
+		{"releases", "List the releases on every host: revision, time, who, current and bad marks", r.releases, false},
 
 		// Stages of the deploy flow, in order; hook points.
-		{"deploy:starting", "", r.starting},
-		{"deploy:started", "", hookPoint},
-		{"deploy:updating", "", r.updating},
-		{"deploy:updated", "", hookPoint},
-		{"deploy:reverting", "", r.reverting},
-		{"deploy:reverted", "", hookPoint},
-		{"deploy:publishing", "", r.publishing},
-		{"deploy:published", "", hookPoint},
-		{"deploy:finishing", "", r.finishing},
-		{"deploy:finishing_rollback", "", r.finishingRollback},
-		{"deploy:finished", "", hookPoint},
-		{"deploy:failed", "", hookPoint},
+		{"deploy:starting", "", r.starting, false},
+		{"deploy:started", "", hookPoint, false},
+		{"deploy:updating", "", r.updating, false},
+		{"deploy:updated", "", hookPoint, false},
+		{"deploy:reverting", "", r.reverting, false},
+		{"deploy:reverted", "", hookPoint, false},
+		{"deploy:publishing", "", r.publishing, false},
+		{"deploy:published", "", hookPoint, false},
+		{"deploy:finishing", "", r.finishing, false},
+		{"deploy:finishing_rollback", "", r.finishingRollback, false},
+		{"deploy:finished", "", hookPoint, false},
+		{"deploy:failed", "", hookPoint, false},
 
 		// Steps.
-		{"deploy:check:directories", "", r.checkDirectories},
-		{"deploy:check:linked_files", "", r.checkLinkedFiles},
-		{"deploy:resolve_revision", "", r.resolveRevision},
-		{"deploy:lock", "", r.lockTask},
-		{"deploy:new_release_path", "", r.newReleasePath},
-		{"deploy:set_current_revision", "", r.setCurrentRevision},
-		{"deploy:symlink:shared", "", r.symlinkShared},
-		{"deploy:symlink:release", "", r.symlinkRelease},
-		{"deploy:health_check", "", r.healthCheck},
-		{"deploy:log_revision", "", r.logRevision},
-		{"deploy:revert_release", "", r.revertRelease},
-		{"deploy:cleanup_rollback", "", r.cleanupRollback},
+		{"deploy:check:directories", "", r.checkDirectories, true},
+		{"deploy:check:linked_files", "", r.checkLinkedFiles, true},
+		{"deploy:resolve_revision", "", r.resolveRevision, false},
+		{"deploy:lock", "", r.lockTask, false},
+		{"deploy:new_release_path", "", r.newReleasePath, false},
+		{"deploy:set_current_revision", "", r.setCurrentRevision, true},
+		{"deploy:symlink:shared", "", r.symlinkShared, true},
+		{"deploy:symlink:release", "", r.symlinkRelease, false},
+		{"deploy:health_check", "", r.healthCheck, false},
+		{"deploy:log_revision", "", r.logRevision, true},
+		{"deploy:revert_release", "", r.revertRelease, false},
+		{"deploy:cleanup_rollback", "", r.cleanupRollback, true},
 	}
 	// Every built-in SCM strategy gets Capistrano's task names
 	// (git:check, git:update, git:create_release), so hooks written for
 	// Capistrano's git tasks carry over. A strategy without tasks of its
-	// own still works, without those hook points.
+	// own still works, without those hook points. The tasks of a
+	// strategy whose host work is shell steps alone (git, svn) may share
+	// commands; the copy strategy's, whose files travel from this
+	// machine, run on their own.
 	for _, name := range scm.Names() {
+		s, _ := r.newStrategy(name)
+		_, scripted := s.(scm.Scripted)
 		defs = append(defs,
-			taskDef{name + ":check", "", r.scmCheck},
-			taskDef{name + ":update", "", r.scmUpdate},
-			taskDef{name + ":create_release", "", r.scmCreateRelease},
+			taskDef{name + ":check", "", r.scmCheck, scripted},
+			taskDef{name + ":update", "", r.scmUpdate, scripted},
+			taskDef{name + ":create_release", "", r.scmCreateRelease, scripted},
 		)
 	}
 	return defs
@@ -209,16 +199,20 @@ func (r *Recipe) taskDefs() []taskDef {
 // DefineTasks adds the recipe's tasks. The flow lives in the task bodies
 // (deploy invokes deploy:starting, which invokes deploy:check, ...), as in
 // Capistrano, so a Deployfile that redefines a step replaces just that
-// step and keeps its hooks.
+// step and keeps its hooks. The tasks whose remote work is shell steps
+// carry the recipe's Combiner, so a stage's consecutive steps share one
+// command per host (steps.go); a redefined step does not.
 func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
 	pos := tasks.Position{File: "recipes/capdeploy"}
-	r.own = map[string]*tasks.Task{}
+	combine := &stepCombiner{r}
 	for _, d := range r.taskDefs() {
 		t := &tasks.Task{Name: d.name, Desc: d.desc, Pos: pos, Run: d.run}
+		if d.steps {
+			t.Combine = combine
+		}
 		if err := reg.Define(t); err != nil {
 			return err
 		}
-		r.own[d.name] = t
 	}
 	return nil
 }

@@ -27,9 +27,9 @@ func (r *Recipe) releases(c *tasks.Context) error {
 		return err
 	}
 	defer done()
-	script := probeScript(st.layout, true, "")
+	step := probeStep("read releases", st.layout, true, "")
 	err = st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
-		out, err := sh(hc, "read releases", script)
+		out, err := runStep(hc, step)
 		if err != nil {
 			return stepError("read releases", err)
 		}

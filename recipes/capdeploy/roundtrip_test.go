@@ -29,13 +29,18 @@ func (r *recorder) labels(host string) []string {
 
 // A deploy with the git strategy and no hooks costs five commands per
 // host, first deploy or not: check, lock, the whole update, the switch,
-// the finish. A hook between two steps splits their command there, and
+// the finish, all in one shell (one SSH session). A hook between two steps splits their command there, and
 // every step still runs as a task of its own.
 func TestSSHRoundTrips(t *testing.T) {
 	e := newSSHEnv(t, 2)
 	extra := `set("linked_dirs", ["log"])`
 	for round, want := range []string{"clone the git mirror", "update the git mirror"} {
+		sessions := strings.Count(e.fleet.Servers[0].Log(), "Starting session:")
 		rec := e.deploy(extra, nil)
+		// The five commands share one shell: one SSH session on the host.
+		if n := strings.Count(e.fleet.Servers[0].Log(), "Starting session:") - sessions; n != 1 {
+			t.Errorf("deploy %d opened %d SSH sessions on host1, want 1", round+1, n)
+		}
 		got := rec.labels("host1")
 		t.Logf("deploy %d: %q", round+1, got)
 		if len(got) != 5 {
@@ -44,6 +49,13 @@ func TestSSHRoundTrips(t *testing.T) {
 		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, "git:update: "+want+", create release directory ") }) {
 			t.Errorf("deploy %d: no command that does %q and the release: %q", round+1, want, got)
 		}
+	}
+
+	// Without the shared shell, each command is a session of its own.
+	sessions := strings.Count(e.fleet.Servers[0].Log(), "Starting session:")
+	rec := e.deploy(extra+"\nset(\"host_shell\", False)", nil)
+	if n, cmds := strings.Count(e.fleet.Servers[0].Log(), "Starting session:")-sessions, len(rec.labels("host1")); n != cmds || cmds != 5 {
+		t.Errorf("host_shell off: %d sessions for %d commands, want 5 of each", n, cmds)
 	}
 
 	var ran []string
@@ -92,7 +104,7 @@ before("deploy:log_revision", "test:before_log")`, nil, map[string]func(*tasks.C
 // A step whose work ran in an earlier task's command still fails in its
 // own name: the error names deploy:symlink:shared and its step, and the
 // release is removed.
-func TestLocalFusedStepFailureNamesItsTask(t *testing.T) {
+func TestLocalCombinedStepFailureNamesItsTask(t *testing.T) {
 	e := newLocalEnv(t)
 	e.deploy("", nil)
 	first := e.newestRelease()
@@ -175,5 +187,37 @@ set("repo_url", "file://`+repo+`/trunk")`, nil)
 	want := time.Date(2021, 2, 3, 4, 5, 6, 0, time.UTC).Unix()
 	if got := strings.TrimSpace(e.read(0, "releases/"+id+"/REVISION_TIME")); got != fmt.Sprint(want) {
 		t.Errorf("svn: REVISION_TIME = %q, want the last-changed date %d", got, want)
+	}
+}
+
+// A step the Deployfile redefines runs on its own (its own body, not the
+// recipe's work), splitting the stage's command around it; every other
+// step still shares a command, and no task does another's work: the
+// recipe's REVISION step never runs.
+func TestLocalRedefinedStepSplitsTheCommand(t *testing.T) {
+	e := newLocalEnv(t)
+	rec, err := e.run(`set("linked_dirs", ["log"])
+def mine(ctx):
+    on(roles("app"), lambda h: h.execute("true"))
+task("deploy:set_current_revision", mine)`, nil, nil, "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.labels("localhost")
+	t.Logf("commands: %q", got)
+	for _, want := range []string{
+		"git:update: clone the git mirror, create release directory ",
+		"deploy:set_current_revision: ",
+		"deploy:symlink:shared: link shared files",
+	} {
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("no command %q", want)
+		}
+	}
+	if slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "write REVISION") }) {
+		t.Errorf("the recipe's REVISION step ran although the Deployfile replaced it: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir(0), "releases", e.newestRelease(), "REVISION")); err == nil {
+		t.Error("REVISION was written by a step the Deployfile replaced")
 	}
 }

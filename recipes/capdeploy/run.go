@@ -60,9 +60,13 @@ type runState struct {
 	// healthFailed is set when the health check failed and
 	// health_check_rollback is off: the flow finishes, then fails.
 	healthFailed error
-	// fused names the tasks whose work already ran in an earlier task's
-	// command (see batch.go); each is cleared when its task runs.
-	fused map[string]bool
+	// shells are the hosts' shells the flow's steps run in (one session
+	// per host for the whole flow, not one per stage), closed at its end;
+	// noShell (host_shell off) runs each command in a session of its own,
+	// for a server whose MaxSessions is 1, where the flow's shell would
+	// keep a hook's command waiting.
+	shells  map[string]*tasks.Shell
+	noShell bool
 }
 
 // hostState is what the run did to one host, for undoing it and for the
@@ -108,14 +112,47 @@ func (r *Recipe) begin(c *tasks.Context, op string) (*runState, error) {
 	return st, nil
 }
 
-// end finishes the flow: closes the SCM strategy and forgets the state.
+// end finishes the flow: closes the hosts' shells and the SCM strategy
+// and forgets the state.
 func (r *Recipe) end(st *runState) error {
 	r.mu.Lock()
 	if r.run == st {
 		r.run = nil
 	}
 	r.mu.Unlock()
+	st.closeShells()
 	return st.closeStrategy()
+}
+
+// shell is h's shell for this flow, in which its steps commands run (nil:
+// each in a session of its own).
+func (st *runState) shell(h *deploy.Host) *tasks.Shell {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.noShell {
+		return nil
+	}
+	if st.shells == nil {
+		st.shells = map[string]*tasks.Shell{}
+	}
+	sh := st.shells[h.Key()]
+	if sh == nil {
+		sh = &tasks.Shell{}
+		st.shells[h.Key()] = sh
+	}
+	return sh
+}
+
+func (st *runState) closeShells() {
+	st.mu.Lock()
+	shells := st.shells
+	st.shells = nil
+	st.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, sh := range shells {
+		wg.Go(func() { sh.Close() })
+	}
+	wg.Wait()
 }
 
 func (r *Recipe) current() *runState {
@@ -172,6 +209,10 @@ func (r *Recipe) newRunState(c *tasks.Context, op string) (*runState, error) {
 	if err != nil {
 		return nil, err
 	}
+	shell, err := v.FetchBool("host_shell")
+	if err != nil {
+		return nil, err
+	}
 	control, _ := os.Hostname()
 	tok := make([]byte, 8)
 	if _, err := rand.Read(tok); err != nil {
@@ -186,7 +227,7 @@ func (r *Recipe) newRunState(c *tasks.Context, op string) (*runState, error) {
 		token:    hex.EncodeToString(tok),
 		hs:       map[string]*hostState{},
 		problems: map[string][]string{},
-		fused:    map[string]bool{},
+		noShell:  !shell,
 	}
 	for _, h := range hosts {
 		st.hs[h.Key()] = &hostState{host: h}

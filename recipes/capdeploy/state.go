@@ -156,10 +156,6 @@ func ago(d time.Duration) string {
 	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
 
-// q quotes one value for the shell; every script below puts values in
-// only through it (deploy.Quote is the one quoting function).
-func q(s string) string { return deploy.Quote(s) }
-
 // Section markers of probe output. They start with "@@ " so no file
 // content a probe prints can be mistaken for one: mark and lock lines are
 // key=value, release names are digits.
@@ -175,40 +171,11 @@ const (
 	secCached   = "@@ cached"
 )
 
-// readLines prints every line of file (with prefix), even a last line
-// without a newline, using only shell builtins: a probe runs on every
-// host in every deploy, and each fork/exec it saves is saved fleet-wide.
-func readLines(file, prefix string) string {
-	return "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s%s\\n' " + prefix + " \"$l\"; done < " + file
-}
-
-// probeScript prints the host's layout state in one round trip, with one
-// exec (readlink) and builtins otherwise. full adds every release's
-// REVISION and the deploy lines of revisions.log, which only the releases
-// table needs. cacheFile, if set, is the SCM cache's file to test for, so
-// the update step knows whether to make the cache or refresh it.
-func probeScript(l deploy.Layout, full bool, cacheFile string) string {
-	s := "cd " + q(l.DeployTo) + " 2>/dev/null || { echo " + q(secMissing) + "; exit 0; }; "
-	if cacheFile != "" {
-		s += "[ -f " + q(cacheFile) + " ] && echo " + q(secCached) + "; "
-	}
-	s += "" +
-		"echo " + q(secCurrent) + "; if [ -L current ]; then readlink current; elif [ -e current ]; then echo " + q(secNotLink) + "; fi; " +
-		"echo " + q(secReleases) + "; for f in releases/*; do [ -d \"$f\" ] && echo \"${f#releases/}\"; done; " +
-		"echo " + q(secMarks) + "; for f in .davit/releases/*; do [ -f \"$f\" ] || continue; n=${f##*/}; " + readLines("\"$f\"", "\"$n:\"") + "; done; " +
-		"echo " + q(secLock) + "; if [ -f .davit/lock/info ]; then " + readLines(".davit/lock/info", "''") + "; elif [ -d .davit/lock ]; then echo held=1; fi; "
-	if full {
-		s += "echo " + q(secRevision) + "; for f in releases/*/REVISION; do [ -f \"$f\" ] || continue; l=; IFS= read -r l < \"$f\"; n=${f#releases/}; echo \"${n%/REVISION}:$l\"; done; " +
-			"echo " + q(secLog) + "; grep -h ' deployed as release ' revisions.log 2>/dev/null | tail -n 1000; "
-	}
-	return s + "exit 0"
-}
-
 var (
 	logLine = regexp.MustCompile(`^Branch (.*) \(at (\S*)\) deployed as release ([0-9]{14}) by (.*)$`)
 )
 
-// parseProbe reads probeScript's output (possibly after other lines,
+// parseProbe reads probe.sh's output (possibly after other lines,
 // which it skips until the first section).
 func parseProbe(out string, l deploy.Layout) *serverState {
 	s := &serverState{marks: map[string]*mark{}}
@@ -302,15 +269,4 @@ func releaseOf(target string, l deploy.Layout) string {
 		return id
 	}
 	return ""
-}
-
-// keyValues renders key=value lines for printf '%s\n', dropping newlines
-// from values so one value can never forge another key.
-func keyValues(kv ...string) string {
-	var words []string
-	for i := 0; i+1 < len(kv); i += 2 {
-		v := strings.NewReplacer("\n", " ", "\r", " ").Replace(kv[i+1])
-		words = append(words, q(kv[i]+"="+v))
-	}
-	return "printf '%s\\n' " + strings.Join(words, " ")
 }

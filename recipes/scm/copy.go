@@ -114,7 +114,7 @@ func (s *copyStrategy) Check(hc *tasks.HostContext, l deploy.Layout) ([]string, 
 	if _, err := readCopySource(hc.Context); err != nil {
 		problems = append(problems, err.Error())
 	}
-	ok, err := hc.Test([]string{"command -v tar >/dev/null && command -v gzip >/dev/null"}, tasks.CommandOptions{})
+	ok, err := hc.Test([]string{copyToolsScript}, tasks.CommandOptions{Label: "check tar and gzip"})
 	if err != nil {
 		return nil, fmt.Errorf("copy check on %s: %w", hc.Host, err)
 	}
@@ -336,13 +336,13 @@ func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revis
 // RevisionTime is the commit's time for a git source (read from the
 // control machine's fetch), and unknown for copy_dir: the recipe then
 // writes the release's time.
-func (s *copyStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+func (s *copyStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, []string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.resolved == nil || s.resolved.ID != rev.ID {
-		return time.Time{}, "", nil
+		return time.Time{}, nil, nil
 	}
-	return s.revTime, "", nil
+	return s.revTime, nil, nil
 }
 
 // Close removes the control machine's archive. It may be called more than

@@ -68,10 +68,9 @@ func (g *gitStrategy) CheckStep(c *tasks.Context, l deploy.Layout) ([]string, *t
 	if srcErr != nil {
 		problems = append(problems, srcErr.Error())
 	}
-	script := "if ! command -v git >/dev/null; then " + problemLine("git is not installed (no git on the PATH)") + "; exit 0; fi; " +
-		"command -v tar >/dev/null || " + problemLine("tar is not installed (it unpacks git archive's output into each release)")
+	var args []string
 	if src.url != "" && validateRepoURL(src.url) == nil {
-		script += "; " + failedCapture("git ls-remote -- "+deploy.Quote(src.url)+" HEAD")
+		args = []string{src.url}
 	}
 	parse := func(out string) []string {
 		probs, failed := parseCheck(out)
@@ -84,7 +83,7 @@ func (g *gitStrategy) CheckStep(c *tasks.Context, l deploy.Layout) ([]string, *t
 		}
 		return probs
 	}
-	return problems, &tasks.Step{Name: "check git and the repository", Script: script, Env: gitEnv()}, parse
+	return problems, &tasks.Step{Name: "check git and the repository", Script: gitCheckScript, Args: args, Env: gitEnv()}, parse
 }
 
 // Resolve picks the commit once per strategy value: later calls return the
@@ -125,27 +124,22 @@ func (g *gitStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revisio
 	}
 	// The fused deploy leaves the commit's check to the export (see
 	// ReleaseStep); on its own, Update checks it itself.
-	check := tasks.Step{Name: "check the commit", Script: "cd " + deploy.Quote(l.Repo()) + " && " + missingCommit(hc.Context, l, rev, "git cat-file -e "+deploy.Quote(rev.ID+"^{commit}")), Env: gitEnv()}
+	check := tasks.Step{Name: "check the commit", Script: gitHasCommitScript, Args: []string{l.Repo(), rev.ID, missingCommit(hc.Context, l, rev)}, Env: gitEnv()}
 	_, err = runSteps(hc, "git update", *step, check)
 	return err
 }
 
-// missingCommit runs test (a command that fails when rev's commit is not
-// in the mirror) and, when it fails, says so in words and fails.
-func missingCommit(c *tasks.Context, l deploy.Layout, rev Revision, test string) string {
+// missingCommit says in words that rev's commit is not in the mirror.
+func missingCommit(c *tasks.Context, l deploy.Layout, rev Revision) string {
 	url, _ := reqString(c, "repo_url")
-	msg := fmt.Sprintf("commit %s (%s) is not in %s after fetching %s", rev.ID, rev.Branch, l.Repo(), url)
-	return "{ " + test + " 2>/dev/null || { printf '%s\\n' " + deploy.Quote(msg) + " >&2; exit 1; }; }"
+	return fmt.Sprintf("commit %s (%s) is not in %s after fetching %s", rev.ID, rev.Branch, l.Repo(), url)
 }
 
 // CacheFile is the mirror's HEAD: the mirror exists once it does.
 func (g *gitStrategy) CacheFile(l deploy.Layout) string { return path.Join(l.Repo(), "HEAD") }
 
-// UpdateStep is Update's step, a fetch into the mirror or its first clone:
-//
-//	cd REPO && git remote set-url origin URL && git remote update --prune
-//	git clone --mirror --quiet -- URL REPO && cd REPO
-//
+// UpdateStep is Update's step, a fetch into the mirror
+// (scripts/git_fetch.sh) or its first clone (scripts/git_clone.sh).
 // Whether rev's commit arrived is ReleaseStep's to find out: only when its
 // export fails does it look, so a deploy pays no extra git for it.
 func (g *gitStrategy) UpdateStep(c *tasks.Context, l deploy.Layout, rev Revision, cached bool) (*tasks.Step, error) {
@@ -159,20 +153,10 @@ func (g *gitStrategy) UpdateStep(c *tasks.Context, l deploy.Layout, rev Revision
 	if !isFullSHA(rev.ID) {
 		return nil, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
 	}
-	repo, u := deploy.Quote(l.Repo()), deploy.Quote(url)
-	script := "git clone --mirror --quiet -- " + u + " " + repo + " && cd " + repo
-	name := "clone the git mirror"
 	if cached {
-		// set-url rewrites the mirror's config; it runs only when the
-		// config's origin url line is not exactly repo_url (git writes
-		// it as "<TAB>url = VALUE"; a value git had to quote never
-		// matches, and is set again, which is harmless).
-		same := "known=; sec=; while IFS= read -r l || [ -n \"$l\" ]; do case $l in '[remote \"origin\"]') sec=1 ;; '['*) sec= ;; esac; " +
-			"[ -n \"$sec\" ] && [ \"$l\" = " + deploy.Quote("\turl = "+url) + " ] && known=1; done < config"
-		script = "cd " + repo + " && { " + same + "; [ -n \"$known\" ] || git remote set-url origin " + u + "; } && git remote update --prune"
-		name = "update the git mirror"
+		return &tasks.Step{Name: "update the git mirror", Script: gitFetchScript, Args: []string{l.Repo(), url}, Env: gitEnv()}, nil
 	}
-	return &tasks.Step{Name: name, Script: script, Env: gitEnv()}, nil
+	return &tasks.Step{Name: "clone the git mirror", Script: gitCloneScript, Args: []string{l.Repo(), url}, Env: gitEnv()}, nil
 }
 
 // Release exports rev (or its repo_tree subdirectory) into dir, in one
@@ -186,16 +170,8 @@ func (g *gitStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revisi
 	return err
 }
 
-// ReleaseStep is Release's step:
-//
-//	cd REPO && git archive SHA [TREE] | tar -x -f - [--strip-components=N] -C DIR
-//
-// A pipeline has to be one shell line; every value in it goes through
-// deploy.Quote. POSIX sh has no pipefail, but tar fails on the empty or
-// truncated input a failing git archive leaves it; the commit is then
-// looked for, so a commit the fetch did not bring is named as such. With
-// repo_tree the tree is checked first (git cat-file -t) so a wrong path
-// gets a clear message.
+// ReleaseStep is Release's step (scripts/git_release.sh): git archive
+// of the commit (or of its repo_tree directory) into tar, in dir.
 func (g *gitStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revision, dir string) (tasks.Step, error) {
 	if err := checkReleaseDir(dir); err != nil {
 		return tasks.Step{}, err
@@ -212,34 +188,19 @@ func (g *gitStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revisio
 			return tasks.Step{}, err
 		}
 	}
-	line := "cd " + deploy.Quote(l.Repo()) + " && "
-	if tree != "" {
-		msg := fmt.Sprintf("repo_tree %q is not a directory in commit %s (%s)", tree, rev.ID, rev.Branch)
-		line += "{ [ \"$(git cat-file -t " + deploy.Quote(rev.ID+":"+tree) + " 2>/dev/null)\" = tree ] || { printf '%s\\n' " + deploy.Quote(msg) + " >&2; exit 1; }; } && "
-	}
-	line += "git archive " + deploy.Quote(rev.ID)
-	if tree != "" {
-		line += " " + deploy.Quote(tree)
-	}
-	line += " | tar -x -f -"
-	if n := treeDepth(tree); n > 0 {
-		line += " --strip-components=" + strconv.Itoa(n)
-	}
-	line += " -C " + deploy.Quote(dir)
-	// tar fails on the empty input a failing git archive leaves it; only
-	// then is the commit looked for, to say why in words.
-	line += " || { " + missingCommit(c, l, rev, "git cat-file -e "+deploy.Quote(rev.ID+"^{commit}")) + "; exit 1; }"
-	return tasks.Step{Name: "export " + shortSHA(rev.ID), Script: line, Env: gitEnv()}, nil
+	badTree := fmt.Sprintf("repo_tree %q is not a directory in commit %s (%s)", tree, rev.ID, rev.Branch)
+	args := []string{l.Repo(), rev.ID, dir, tree, strconv.Itoa(treeDepth(tree)), missingCommit(c, l, rev), badTree}
+	return tasks.Step{Name: "export " + shortSHA(rev.ID), Script: gitReleaseScript, Args: args, Env: gitEnv()}, nil
 }
 
 // RevisionTime is the commit's time, which only the hosts' mirrors know
 // (the control machine resolved the commit with ls-remote): a git log in
 // the mirror, which the deploy recipe runs in the export's command.
-func (g *gitStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+func (g *gitStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, []string, error) {
 	if !isFullSHA(rev.ID) {
-		return time.Time{}, "", fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
+		return time.Time{}, nil, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
 	}
-	return time.Time{}, "git " + deploy.Quote("--git-dir="+l.Repo()) + " log -1 --format=%ct " + deploy.Quote(rev.ID), nil
+	return time.Time{}, []string{"git", "--git-dir=" + l.Repo(), "log", "-1", "--format=%ct", rev.ID}, nil
 }
 
 // shortSHA is a commit id cut for a label.

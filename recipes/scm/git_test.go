@@ -181,7 +181,7 @@ func TestGitUpdateRelease(t *testing.T) {
 		t.Errorf("release 1:\n got %q\nwant %q", got, want)
 	}
 	lines, _ := e.host("app1").recorded()
-	mustContain(t, "first deploy", strings.Join(lines, "\n"), "git clone --mirror --quiet -- "+repo.url+" "+layout.Repo())
+	mustContain(t, "first deploy", strings.Join(lines, "\n"), gitCloneScript, "step0 "+layout.Repo()+" "+repo.url)
 	// Every git command is told never to prompt.
 	for _, l := range lines {
 		if strings.Contains(l, "git ") && !strings.Contains(l, "GIT_ASKPASS=false GIT_TERMINAL_PROMPT=0 SSH_ASKPASS=false SSH_ASKPASS_REQUIRE=force") {
@@ -212,7 +212,7 @@ func TestGitUpdateRelease(t *testing.T) {
 	}
 	lines, _ = e.host("app1").recorded()
 	all := strings.Join(lines, "\n")
-	mustContain(t, "second deploy", all, "git remote set-url origin "+repo.url, "git remote update --prune")
+	mustContain(t, "second deploy", all, gitFetchScript, "step0 "+layout.Repo()+" "+repo.url)
 	if strings.Count(all, "git clone") != 1 {
 		t.Errorf("cloned more than once:\n%s", all)
 	}

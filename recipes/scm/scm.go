@@ -5,6 +5,7 @@
 package scm
 
 import (
+	_ "embed"
 	"fmt"
 	"strings"
 	"time"
@@ -82,10 +83,10 @@ type Scripted interface {
 type RevisionTimer interface {
 	// RevisionTime returns the revision's time when the control machine
 	// can tell it (svn's last-changed date, asked once per run; the copy
-	// strategy's commit), else a shell command that prints it in Unix
-	// seconds on a host once the update ran (git: the commit's time, from
-	// the mirror). Neither (zero time, "") means unknown.
-	RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (t time.Time, script string, err error)
+	// strategy's commit), else the words of a command that prints it in
+	// Unix seconds on a host once the update ran (git: the commit's time,
+	// from the mirror). Neither (zero time, nil) means unknown.
+	RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (t time.Time, command []string, err error)
 }
 
 // String is the revision as messages and revisions.log show it: what was
@@ -146,7 +147,7 @@ var (
 // runSteps runs steps on hc's host as one command; a failure names the
 // host and what the strategy was doing (what, e.g. "git update").
 func runSteps(hc *tasks.HostContext, what string, steps ...tasks.Step) ([]string, error) {
-	outs, err := hc.Batch(steps, tasks.CommandOptions{})
+	outs, err := hc.RunSteps(steps, tasks.CommandOptions{})
 	if err != nil {
 		return outs, fmt.Errorf("%s on %s: %w", what, hc.Host, err)
 	}
@@ -166,24 +167,14 @@ func runCheck(s Scripted, hc *tasks.HostContext, l deploy.Layout) ([]string, err
 	return append(problems, parse(outs[0])...), nil
 }
 
-// Problem output of check steps: "problem: TEXT" lines, and after a
-// failedMarker line the stderr of a command whose failure is itself the
-// problem (an unreachable repository), for Go to pick the telling line.
+// Problem output of check steps (scripts/*_check.sh): "problem: TEXT"
+// lines, and after a failedMarker line the stderr of a command whose
+// failure is itself the problem (an unreachable repository), for Go to
+// pick the telling line.
 const (
 	problemPrefix = "problem: "
 	failedMarker  = "@@ failed"
 )
-
-// problemLine is a shell command printing one problem line.
-func problemLine(text string) string {
-	return "echo " + deploy.Quote(problemPrefix+text)
-}
-
-// failedCapture runs a command for its exit status alone and, when it
-// fails, prints failedMarker and its stderr.
-func failedCapture(cmd string) string {
-	return "if err=$(" + cmd + " 2>&1 >/dev/null); then :; else echo " + deploy.Quote(failedMarker) + "; printf '%s\\n' \"$err\"; fi"
-}
 
 // parseCheck reads a check step's output: its problem lines, and the
 // stderr after failedMarker (nil when nothing failed).
@@ -201,3 +192,26 @@ func parseCheck(out string) (problems, failed []string) {
 	}
 	return problems, failed
 }
+
+// The strategies' remote shell scripts: constant text that takes its
+// values as positional parameters (tasks.Step), so deploy.Quote, which
+// quotes the arguments, is the only code that quotes. Each file says what
+// its parameters are.
+var (
+	//go:embed scripts/git_check.sh
+	gitCheckScript string
+	//go:embed scripts/git_clone.sh
+	gitCloneScript string
+	//go:embed scripts/git_fetch.sh
+	gitFetchScript string
+	//go:embed scripts/git_release.sh
+	gitReleaseScript string
+	//go:embed scripts/git_has_commit.sh
+	gitHasCommitScript string
+	//go:embed scripts/svn_check.sh
+	svnCheckScript string
+	//go:embed scripts/svn_export.sh
+	svnExportScript string
+	//go:embed scripts/copy_tools.sh
+	copyToolsScript string
+)

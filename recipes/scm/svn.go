@@ -164,11 +164,10 @@ func (s *svnStrategy) CheckStep(c *tasks.Context, l deploy.Layout) ([]string, *t
 	if srcErr != nil {
 		problems = append(problems, srcErr.Error())
 	}
-	script := "if ! svn --version --quiet >/dev/null 2>&1; then " + problemLine("svn is not installed (svn --version failed)") + "; exit 0; fi"
 	opts := svnAuth{}.opts()
+	var args []string
 	if srcErr == nil {
-		args := append(append([]string{"svn", "info"}, src.auth.args()...), "--", src.url)
-		script += "; " + failedCapture(quoteArgs(args))
+		args = append(append([]string{"svn", "info"}, src.auth.args()...), "--", src.url)
 		opts = src.auth.opts()
 	}
 	parse := func(out string) []string {
@@ -182,16 +181,7 @@ func (s *svnStrategy) CheckStep(c *tasks.Context, l deploy.Layout) ([]string, *t
 		}
 		return probs
 	}
-	return problems, &tasks.Step{Name: "check svn and the repository", Script: script, Env: opts.Env, Stdin: opts.Stdin}, parse
-}
-
-// quoteArgs renders argument words as one shell line.
-func quoteArgs(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = deploy.Quote(a)
-	}
-	return strings.Join(q, " ")
+	return problems, &tasks.Step{Name: "check svn and the repository", Script: svnCheckScript, Args: args, Env: opts.Env, Stdin: opts.Stdin}, parse
 }
 
 // Resolve returns the revision variable when set, else asks for the URL's
@@ -278,28 +268,28 @@ func (s *svnStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revisio
 	if err != nil {
 		return tasks.Step{}, err
 	}
-	args := append([]string{"svn", "export", "--force", "--quiet"}, src.auth.args()...)
+	args := append([]string{"--force", "--quiet"}, src.auth.args()...)
 	args = append(args, "-r", id, "--", src.url+"@"+id, dir)
 	opts := src.auth.opts()
-	return tasks.Step{Name: "export r" + id, Script: quoteArgs(args), Env: opts.Env, Stdin: opts.Stdin}, nil
+	return tasks.Step{Name: "export r" + id, Script: svnExportScript, Args: args, Env: opts.Env, Stdin: opts.Stdin}, nil
 }
 
 // RevisionTime is the URL's last-changed date at the revision, asked once
 // per run on the control machine (or the primary host when the control
 // machine cannot reach the repository): one svn info for the whole fleet.
-func (s *svnStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, string, error) {
+func (s *svnStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, []string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.revTime.IsZero() && s.revTimeOf == rev.ID {
-		return s.revTime, "", nil
+		return s.revTime, nil, nil
 	}
 	src, err := readSVNSource(c)
 	if err != nil {
-		return time.Time{}, "", fmt.Errorf("svn: %w", err)
+		return time.Time{}, nil, fmt.Errorf("svn: %w", err)
 	}
 	id, err := parseSVNRevision(rev.ID)
 	if err != nil {
-		return time.Time{}, "", fmt.Errorf("svn: %w", err)
+		return time.Time{}, nil, fmt.Errorf("svn: %w", err)
 	}
 	var out string
 	_, err = firstReachable(c, "svn", src.url, true, func(hc *tasks.HostContext) error {
@@ -309,14 +299,14 @@ func (s *svnStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revisi
 		return err
 	})
 	if err != nil {
-		return time.Time{}, "", err
+		return time.Time{}, nil, err
 	}
 	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out))
 	if err != nil {
-		return time.Time{}, "", fmt.Errorf("svn: svn info of %s@%s printed %q, not a date", src.url, id, out)
+		return time.Time{}, nil, fmt.Errorf("svn: svn info of %s@%s printed %q, not a date", src.url, id, out)
 	}
 	s.revTime, s.revTimeOf = t, rev.ID
-	return t, "", nil
+	return t, nil, nil
 }
 
 // Close has nothing to remove.

@@ -1,0 +1,2 @@
+# svn export with the arguments given.
+svn export "$@"
