@@ -38,10 +38,10 @@ type SourceResult struct {
 
 // Describe says where the inventory's hosts came from, for messages about
 // hosts that are missing: "2 declared servers; ec2 (running EC2 instances
-// tagged App=payroll): none".
+// tagged App=payroll): none". Nil says nothing ("").
 func (inv *Inventory) Describe() string {
 	if inv == nil {
-		return "no servers declared"
+		return ""
 	}
 	parts := []string{fmt.Sprintf("%d declared %s", inv.Declared, plural(inv.Declared, "server", "servers"))}
 	for _, s := range inv.Sources {

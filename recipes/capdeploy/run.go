@@ -203,7 +203,15 @@ func (r *Recipe) newRunState(c *tasks.Context, op string) (*runState, error) {
 	}
 	hosts := c.Roles(roles...)
 	if len(hosts) == 0 {
-		return nil, fmt.Errorf("no hosts to %s: none has a role in deploy_roles %v (after --roles/--hosts)", op, roles)
+		where := ""
+		if d := c.Executor.Inventory.Describe(); d != "" {
+			where = "; the stage's hosts come from " + d
+		}
+		if len(c.Executor.Hosts) == 0 {
+			return nil, fmt.Errorf("no hosts to %s: the stage has none%s", op, where)
+		}
+		return nil, fmt.Errorf("no hosts to %s: none of the stage's %d hosts has a role in deploy_roles %v (after --roles/--hosts)%s",
+			op, len(c.Executor.Hosts), roles, where)
 	}
 	user, err := v.FetchString("local_user")
 	if err != nil {

@@ -199,3 +199,34 @@ task("count", count)
 		t.Errorf("empty stage: %+v", m)
 	}
 }
+
+// A deploy that finds no hosts says where it looked and what it asked.
+func TestDeployWithoutHostsNamesItsSources(t *testing.T) {
+	path := writeDeployfile(t, `
+use("deploy")
+use("fake")
+set("application", "app")
+stage("production", lambda: fake_servers("none"))
+stage("filtered", lambda: [server("localhost", roles = ["db"]), fake_servers("none")])
+`)
+	var asked atomic.Int32
+	goRecipes := recipes.Go()
+	goRecipes["fake"] = func() tasks.Recipe { return sourceRecipe{&asked} }
+	ctx := context.Background()
+	for stage, want := range map[string]string{
+		"production": "no hosts to deploy: the stage has none; the stage's hosts come from 0 declared servers; fake (instances tagged none): none",
+		"filtered":   "no hosts to deploy: none of the stage's 1 hosts has a role in deploy_roles [app] (after --roles/--hosts); the stage's hosts come from 1 declared server; fake (instances tagged none): none",
+	} {
+		r, err := Load(ctx, Config{Deployfile: path, GoRecipes: goRecipes, Overrides: map[string]string{"deploy_roles": "app"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.UseStage(ctx, stage); err != nil {
+			t.Fatal(err)
+		}
+		err = r.Execute(ctx, "deploy")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: deploy = %v\nwant %q", stage, err, want)
+		}
+	}
+}
