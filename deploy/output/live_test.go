@@ -139,3 +139,18 @@ web1 ✔ bundle install (1m15s)
 		t.Errorf("quiet: %d tickers, output %q", len(clk.tickers), term.String())
 	}
 }
+
+// A name too long for the status line is cut, so the host and the time
+// stay in sight.
+func TestPrettyStatusLineLongName(t *testing.T) {
+	clk := newFakeClock()
+	term := &fakeTerminal{}
+	p := NewPretty(term, PrettyOptions{Live: true, Clock: clk})
+	p.Emit(Event{Time: at(0), Kind: CommandStart, Host: "web9", ID: 1,
+		Command: "echo bundling; sleep 3; echo 'Bundle complete! 12 Gemfile dependencies'"})
+	clk.tick(t, 2000)
+	if got, want := term.screen(), "running: echo bundling; sleep 3; echo 'B… on web9 (2s)▌"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	p.Close()
+}

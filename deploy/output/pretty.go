@@ -16,6 +16,9 @@ const eraseLine = "\x1b[K"
 // set: a status line that wrapped could not be redrawn in place.
 const statusWidth = 80
 
+// statusNameWidth bounds a command's name in the status line.
+const statusNameWidth = 32
+
 // PrettyOptions tunes the pretty format. The zero value is the plain
 // Normal verbosity without colour, live status line or width limit.
 type PrettyOptions struct {
@@ -325,7 +328,8 @@ func (p *Pretty) statusLine(now time.Time) string {
 		if len(g.hosts) > 3 {
 			hosts += fmt.Sprintf(" +%d", len(g.hosts)-3)
 		}
-		parts[i] = fmt.Sprintf("%s on %s (%s)", g.name, hosts, fmtElapsed(now.Sub(g.start)))
+		// A long name is cut so the hosts and the time stay in sight.
+		parts[i] = fmt.Sprintf("%s on %s (%s)", cutToWidth(g.name, statusNameWidth), hosts, fmtElapsed(now.Sub(g.start)))
 	}
 	width := p.opts.Width
 	if width <= 0 {
