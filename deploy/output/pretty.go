@@ -172,7 +172,7 @@ func (p *Pretty) render(e Event, now time.Time) []string {
 			mark = p.paint(ansiRed, "✘")
 			detail = p.paint(ansiRed, "("+endDetail(e)+")")
 		}
-		lines = append(lines, fmt.Sprintf("%s %s %s %s", p.host(e.Host), mark, c.shown(), detail))
+		lines = append(lines, p.nameLine(p.host(e.Host)+" "+mark+" ", c.shown(), " "+detail))
 		if bad && !c.outputShown {
 			if c.held.dropped > 0 {
 				lines = append(lines, "    "+p.paint(ansiDim, fmt.Sprintf("[%d earlier lines dropped]", c.held.dropped)))
@@ -228,6 +228,18 @@ func (p *Pretty) startLines(c *command) []string {
 	return lines
 }
 
+// nameLine joins a line that names a command, cutting the name rather
+// than the duration after it when the line is too wide.
+func (p *Pretty) nameLine(before, name, after string) string {
+	if p.opts.Width > 0 {
+		name = cutToWidth(name, max(p.opts.Width-displayWidth(before)-displayWidth(after), minNameWidth))
+	}
+	return before + name + after
+}
+
+// minNameWidth is the least a cut name keeps, however narrow the terminal.
+const minNameWidth = 10
+
 // streamed is one line of a command's output as it arrives, after its
 // host: lines of many hosts interleave.
 func (p *Pretty) streamed(host string, s Stream, line string) string {
@@ -258,8 +270,8 @@ func (p *Pretty) onTick(now time.Time, quit <-chan struct{}) {
 		}
 		c.notices = 1 + int((elapsed-p.long)/stillRunningEvery)
 		lines = p.headerFor(lines, c.task)
-		lines = append(lines, fmt.Sprintf("%s %s %s %s", p.host(c.key.host), p.paint(ansiBlue, "⋯"), c.shown(),
-			p.paint(ansiDim, "(running "+fmtElapsed(elapsed)+")")))
+		lines = append(lines, p.nameLine(p.host(c.key.host)+" "+p.paint(ansiBlue, "⋯")+" ", c.shown(),
+			" "+p.paint(ansiDim, "(running "+fmtElapsed(elapsed)+")")))
 	}
 	p.write(lines, now)
 }

@@ -174,8 +174,15 @@ web1 → ./restart.sh…
 web1 │ 0123456789ab…
 web1 │ 	short
 web1 │ 日本語のテキ…
-web1 ✔ ./restart.sh…
+web1 ✔ ./restart… (…
 `)
+	// Where there is room, the name is cut and the duration kept.
+	buf.Reset()
+	p = NewPretty(&buf, PrettyOptions{Width: 26})
+	p.Emit(Event{Kind: CommandEnd, Host: "web1", ID: 1, Command: "./restart.sh --all", ExitStatus: status(0), Duration: 1200 * time.Millisecond})
+	if got, want := buf.String(), "web1 ✔ ./restart.s… (1.2s)\n"; got != want {
+		t.Errorf("end line:\n got %q\nwant %q", got, want)
+	}
 	buf.Reset()
 	p = NewPretty(&buf, PrettyOptions{Width: 13, Color: true})
 	p.Emit(Event{Kind: Message, Host: "web1", Line: "a long message"})
