@@ -79,12 +79,14 @@ func (p *Plain) Emit(e Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e.Kind == HostInfo {
-		p.hosts.add(e.Server)
+		p.hosts.add(e)
 		return
 	}
-	var b strings.Builder
-	b.WriteString(p.hosts.flush())
 	var lines []string
+	if task := p.hosts.task; len(p.hosts.rows) > 0 {
+		lines = p.headerFor(lines, task)
+		lines = append(lines, tableLines(p.hosts.flush())...)
+	}
 	switch e.Kind {
 	case TaskStart:
 		p.tasks.started(e.Task)
@@ -153,11 +155,8 @@ func (p *Plain) Emit(e Event) {
 	} else {
 		p.tick.stop()
 	}
-	for _, l := range lines {
-		b.WriteString(l + "\n")
-	}
-	if b.Len() > 0 {
-		io.WriteString(p.w, b.String())
+	if len(lines) > 0 {
+		io.WriteString(p.w, strings.Join(lines, "\n")+"\n")
 	}
 }
 

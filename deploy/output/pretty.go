@@ -104,7 +104,8 @@ func (p *Pretty) Emit(e Event) {
 	now := p.opts.Clock.Now()
 	p.hostWidth = max(p.hostWidth, displayWidth(e.Host))
 	var lines []string
-	if e.Kind != HostInfo {
+	if task := p.hosts.task; e.Kind != HostInfo && len(p.hosts.rows) > 0 {
+		lines = p.headerFor(lines, task)
 		lines = append(lines, tableLines(p.hosts.flush())...)
 	}
 	body := p.render(e, now)
@@ -124,7 +125,7 @@ func (p *Pretty) render(e Event, now time.Time) []string {
 	key := cmdKey{e.Host, e.ID}
 	switch e.Kind {
 	case HostInfo:
-		p.hosts.add(e.Server)
+		p.hosts.add(e)
 	case TaskStart:
 		p.tasks.started(e.Task)
 	case TaskEnd:
