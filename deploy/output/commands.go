@@ -146,17 +146,17 @@ func (t *tail) each(fn func(outLine)) {
 	}
 }
 
-// tasks follows task nesting to know the task the user asked for (the
+// taskStack follows task nesting to know the task the user asked for (the
 // root): its messages are the run's end, shown even under Quiet.
-type tasks struct {
+type taskStack struct {
 	stack []string
 }
 
-func (t *tasks) started(name string) { t.stack = append(t.stack, name) }
+func (t *taskStack) started(name string) { t.stack = append(t.stack, name) }
 
 // ended pops name (and anything started inside it that did not end) and
 // reports whether it was the root.
-func (t *tasks) ended(name string) bool {
+func (t *taskStack) ended(name string) bool {
 	for i := len(t.stack) - 1; i >= 0; i-- {
 		if t.stack[i] == name {
 			t.stack = t.stack[:i]
@@ -166,7 +166,7 @@ func (t *tasks) ended(name string) bool {
 	return len(t.stack) == 0
 }
 
-func (t *tasks) root() string {
+func (t *taskStack) root() string {
 	if len(t.stack) == 0 {
 		return ""
 	}

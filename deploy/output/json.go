@@ -76,6 +76,10 @@ func (j *JSON) Emit(e Event) {
 		}
 	case Output:
 		if held, ok := j.held[key]; ok {
+			// Bounded as pretty's tail is: the last keepLines lines.
+			if len(held) == keepLines {
+				held = append(held[:0], held[1:]...)
+			}
 			j.held[key] = append(held, e)
 			return
 		}

@@ -197,3 +197,24 @@ func TestMachineryOnlyInLogAndVeryVerbose(t *testing.T) {
 		}
 	}
 }
+
+// A failed labelled command reports at most its last keepLines lines.
+func TestJSONHeldOutputIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	j := NewJSON(&buf)
+	j.Emit(Event{Kind: CommandStart, Host: "h", ID: 1, Label: "noisy", Command: "yes"})
+	for i := range keepLines + 5 {
+		j.Emit(Event{Kind: Output, Host: "h", ID: 1, Line: fmt.Sprint(i)})
+	}
+	j.Emit(Event{Kind: CommandEnd, Host: "h", ID: 1, Label: "noisy", ExitStatus: status(1)})
+	objs := decodeLines(t, buf.String())
+	if len(objs) != keepLines+2 {
+		t.Fatalf("%d events, want %d", len(objs), keepLines+2)
+	}
+	if first, last := objs[1]["line"], objs[keepLines]["line"]; first != "5" || last != fmt.Sprint(keepLines+4) {
+		t.Errorf("held lines run from %v to %v", first, last)
+	}
+	if len(j.held) != 0 {
+		t.Errorf("%d commands still held", len(j.held))
+	}
+}

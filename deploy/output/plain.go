@@ -44,7 +44,7 @@ type Plain struct {
 	w      io.Writer
 	hosts  hostTable
 	cmds   commands
-	tasks  tasks
+	tasks  taskStack
 	header string // the task whose "== name" line was printed last
 	tick   ticking
 	closed bool

@@ -191,3 +191,21 @@ func TestTestCommandAnsweredNo(t *testing.T) {
 		t.Error("failed() is false for a test command that could not run")
 	}
 }
+
+// Close while a command runs (an interrupted run) stops the ticks and
+// waits for them; no ticker starts after it.
+func TestPlainCloseWhileRunning(t *testing.T) {
+	clk := newFakeClock()
+	var term fakeTerminal
+	p := NewPlainWith(&term, PlainOptions{Clock: clk})
+	p.Emit(Event{Time: at(0), Kind: CommandStart, Host: "web1", ID: 1, Label: "unpack"})
+	clk.tick(t, 10_000)
+	p.Close()
+	p.Emit(Event{Time: at(11_000), Kind: CommandStart, Host: "web1", ID: 2, Label: "again"})
+	if !clk.allStopped() || len(clk.tickers) != 1 {
+		t.Errorf("tickers: %d, all stopped %v", len(clk.tickers), clk.allStopped())
+	}
+	if got, want := term.String(), "[web1] running (10s): unpack\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -70,7 +70,7 @@ type Pretty struct {
 	w         io.Writer
 	hostWidth int
 	cmds      commands
-	tasks     tasks
+	tasks     taskStack
 	// header is the task whose "== name" line was printed last. Headers
 	// are printed when a task first shows something, so the many tasks of
 	// a flow that only group others (or are hook points) stay silent.
