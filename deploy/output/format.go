@@ -82,12 +82,16 @@ func level(e Event) string {
 // hostTable gathers HostInfo events and renders them as one aligned table,
 // for the text formats: a table is only readable once every row is known.
 type hostTable struct {
+	task string // the task of the rows, whose header goes above them
 	rows []*Server
 }
 
-func (t *hostTable) add(s *Server) {
-	if s != nil {
-		t.rows = append(t.rows, s)
+func (t *hostTable) add(e Event) {
+	if e.Server != nil {
+		if len(t.rows) == 0 {
+			t.task = e.Task
+		}
+		t.rows = append(t.rows, e.Server)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -99,5 +101,120 @@ func TestJSONZeroTimeAndConcurrency(t *testing.T) {
 	ts, err := time.Parse(time.RFC3339Nano, objs[0]["time"].(string))
 	if err != nil || ts.Before(before.Add(-time.Second)) {
 		t.Errorf("zero time not filled with now: %v %v", objs[0]["time"], err)
+	}
+}
+
+// Below -vv a labelled command carries its label, not its script, and
+// its output is written only when it fails, just before its end, in
+// arrival order; -vv writes everything as it comes.
+func TestJSONLabelledCommands(t *testing.T) {
+	kinds := func(out string) []string {
+		var got []string
+		for _, m := range decodeLines(t, out) {
+			s := fmt.Sprint(m["event"], " ", m["id"])
+			if l, ok := m["label"]; ok {
+				s += " label=" + l.(string)
+			}
+			if c, ok := m["command"]; ok {
+				s += " command=" + strings.SplitN(c.(string), " ", 2)[0]
+			}
+			if l, ok := m["line"]; ok {
+				s += " line=" + l.(string)
+			}
+			got = append(got, s)
+		}
+		return got
+	}
+	var buf bytes.Buffer
+	emitAll(NewJSON(&buf), labelled())
+	want := []string{
+		"task_start <nil>",
+		"command_start 1 label=take the deploy lock",
+		"command_end 1 label=take the deploy lock",
+		"command_start 2 label=check the layout",
+		"output 2 line=problem: a",
+		"output 2 line=warning b",
+		"output 2 line=problem: c",
+		"command_end 2 label=check the layout",
+		"task_end <nil>",
+	}
+	if got := kinds(buf.String()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("normal:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	buf.Reset()
+	emitAll(NewJSONWith(&buf, JSONOptions{Verbosity: VeryVerbose}), labelled())
+	want = []string{
+		"task_start <nil>",
+		"command_start 1 label=take the deploy lock command=cd",
+		"output 1 line=@@ locked",
+		"output 1 line=@@ marks",
+		"command_end 1 label=take the deploy lock command=cd",
+		"command_start 2 label=check the layout command=for",
+		"output 2 line=problem: a",
+		"output 2 line=warning b",
+		"output 2 line=problem: c",
+		"command_end 2 label=check the layout command=for",
+		"task_end <nil>",
+	}
+	if got := kinds(buf.String()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("-vv:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Davit's scripts and the protocol lines they print reach no format at
+// Normal, Verbose or Quiet; the run log keeps them all.
+func TestMachineryOnlyInLogAndVeryVerbose(t *testing.T) {
+	machinery := []string{"@@", "mkdir .davit/lock", "for d in"}
+	for _, v := range []Verbosity{Quiet, Normal, Verbose} {
+		var pretty, plain, js bytes.Buffer
+		emitAll(Multi(
+			NewPretty(&pretty, PrettyOptions{Verbosity: v}),
+			NewPlainWith(&plain, PlainOptions{Verbosity: v}),
+			NewJSONWith(&js, JSONOptions{Verbosity: v}),
+		), labelled())
+		for name, out := range map[string]string{"pretty": pretty.String(), "plain": plain.String(), "json": js.String()} {
+			for _, m := range machinery {
+				if strings.Contains(out, m) {
+					t.Errorf("%s at verbosity %d shows %q:\n%s", name, v, m, out)
+				}
+			}
+			if !strings.Contains(out, "check the layout") {
+				t.Errorf("%s at verbosity %d lacks the label:\n%s", name, v, out)
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "davit.log")
+	log, err := NewLog(path, "davit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitAll(log, labelled())
+	log.Close()
+	data, _ := os.ReadFile(path)
+	for _, m := range append(machinery, "echo '@@ marks'", "1> @@ locked", "web1 #1 (take the deploy lock) $ cd /srv") {
+		if !strings.Contains(string(data), m) {
+			t.Errorf("the log lacks %q:\n%s", m, data)
+		}
+	}
+}
+
+// A failed labelled command reports at most its last keepLines lines.
+func TestJSONHeldOutputIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	j := NewJSON(&buf)
+	j.Emit(Event{Kind: CommandStart, Host: "h", ID: 1, Label: "noisy", Command: "yes"})
+	for i := range keepLines + 5 {
+		j.Emit(Event{Kind: Output, Host: "h", ID: 1, Line: fmt.Sprint(i)})
+	}
+	j.Emit(Event{Kind: CommandEnd, Host: "h", ID: 1, Label: "noisy", ExitStatus: status(1)})
+	objs := decodeLines(t, buf.String())
+	if len(objs) != keepLines+2 {
+		t.Fatalf("%d events, want %d", len(objs), keepLines+2)
+	}
+	if first, last := objs[1]["line"], objs[keepLines]["line"]; first != "5" || last != fmt.Sprint(keepLines+4) {
+		t.Errorf("held lines run from %v to %v", first, last)
+	}
+	if len(j.held) != 0 {
+		t.Errorf("%d commands still held", len(j.held))
 	}
 }

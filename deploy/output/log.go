@@ -25,6 +25,7 @@ const logTime = "2006-01-02T15:04:05.000000Z07:00"
 //	=== run 2026-11-29T02:23:00.000000Z pid 4242: davit production deploy
 //	2026-11-29T02:23:00.100000Z [deploy:check] task started
 //	2026-11-29T02:23:00.110000Z [deploy:check] web1 #3 $ mkdir -p /x
+//	2026-11-29T02:23:00.111000Z [deploy:check] web1 #4 (check the layout) $ for d in /srv; do [ -w "$d" ] || echo "problem: $d"; done
 //	2026-11-29T02:23:00.115000Z [deploy:check] web1 #3 1> some output
 //	2026-11-29T02:23:00.116000Z [deploy:check] web1 #3 2> a warning
 //	2026-11-29T02:23:00.122000Z [deploy:check] web1 #3 exit 0 in 12ms: mkdir -p /x
@@ -94,6 +95,9 @@ func (l *Log) Emit(e Event) {
 			b.WriteString(" task done in " + fmtDuration(e.Duration))
 		}
 	case CommandStart:
+		if e.Label != "" {
+			b.WriteString(" (" + oneLine(e.Label) + ")")
+		}
 		b.WriteString(" $ " + oneLine(e.Command))
 	case Output:
 		if e.Stream == Stderr {
