@@ -121,6 +121,8 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 		Reader:    stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,
+		// -vv is -v twice.
+		UseShortOptionHandling: true,
 		// Exit codes are ours to decide (see errors.go), never urfave's os.Exit.
 		ExitErrHandler:       func(*cli.Context, error) {},
 		EnableBashCompletion: true,
@@ -206,7 +208,8 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, DisableDefaultText: true, Usage: "print the commands each host would run; run nothing"},
 		&cli.IntFlag{Name: "parallel", Aliases: []string{"p"}, Value: runner.DefaultLimit, Usage: "at most N hosts at once in parallel steps"},
 		&cli.StringFlag{Name: "format", Usage: "output: pretty (default on a terminal), plain or json"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, DisableDefaultText: true, Usage: "show every command's output"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, DisableDefaultText: true, Count: new(int), Usage: "also show each command as it starts; -vv: also davit's own scripts and all they print"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, DisableDefaultText: true, Usage: "show only task headers, failures, warnings and the end"},
 		&cli.StringFlag{Name: "log", Usage: "write the run log here (default: log/davit.log beside the Deployfile)"},
 		&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set a variable, KEY=VALUE (repeatable)"},
 		&cli.StringFlag{Name: "host-key-checking", Usage: "SSH host keys: strict (default), accept-new (record unknown keys) or off"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/davit-deploy/davit/deploy"
 	sshbackend "github.com/davit-deploy/davit/deploy/backend/ssh"
@@ -141,6 +142,11 @@ func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writ
 	if cfg.Terminal, err = terminalFormat(c, stdout); err != nil {
 		return err
 	}
+	// Stops the live status line and clears it before the closing error,
+	// if any, is printed.
+	if closer, ok := cfg.Terminal.(io.Closer); ok {
+		defer closer.Close()
+	}
 	r, err := run.Load(ctx, cfg)
 	if err != nil {
 		return usageError(err)
@@ -264,17 +270,34 @@ func terminalFormat(c *cli.Context, stdout io.Writer) (output.Sink, error) {
 			format = "pretty"
 		}
 	}
+	verbosity := output.Normal
+	switch {
+	case c.Bool("quiet"):
+		verbosity = output.Quiet
+	case c.Count("verbose") >= 2:
+		verbosity = output.VeryVerbose
+	case c.Count("verbose") == 1:
+		verbosity = output.Verbose
+	}
 	switch format {
 	case "pretty":
-		color := false
+		opts := output.PrettyOptions{Verbosity: verbosity}
 		if f, ok := stdout.(*os.File); ok {
-			color = output.ColorEnabled(f)
+			opts.Color = output.ColorEnabled(f)
+			if tty && os.Getenv("TERM") != "dumb" {
+				// On a terminal: a live status line of what runs, and
+				// lines cut to the terminal's width (the log keeps them).
+				opts.Live = true
+				if w, _, err := term.GetSize(int(f.Fd())); err == nil {
+					opts.Width = w
+				}
+			}
 		}
-		return output.NewPretty(stdout, output.PrettyOptions{Color: color, Verbose: c.Bool("verbose")}), nil
+		return output.NewPretty(stdout, opts), nil
 	case "plain":
-		return output.NewPlain(stdout), nil
+		return output.NewPlainWith(stdout, output.PlainOptions{Verbosity: verbosity}), nil
 	case "json":
-		return output.NewJSON(stdout), nil
+		return output.NewJSONWith(stdout, output.JSONOptions{Verbosity: verbosity}), nil
 	}
 	return nil, usageError(fmt.Errorf("--format %q: want pretty, plain or json", format))
 }

@@ -26,9 +26,6 @@ type PrettyOptions struct {
 	Color bool
 	// Verbosity is how much is shown; see Verbosity.
 	Verbosity Verbosity
-	// Verbose is the former spelling of Verbosity: Verbose; when set it
-	// raises Verbosity to at least Verbose.
-	Verbose bool
 	// Live shows what is running in a status line at the bottom, redrawn
 	// in place every second with its elapsed time; set it only when the
 	// writer is a terminal. Call Close at the end of the run, which stops
@@ -87,9 +84,6 @@ func NewPretty(w io.Writer, opts PrettyOptions) *Pretty {
 		opts.Clock = SystemClock()
 	}
 	p := &Pretty{opts: opts, w: w, verb: opts.Verbosity}
-	if opts.Verbose && p.verb < Verbose {
-		p.verb = Verbose
-	}
 	if !opts.Live && p.verb >= Normal {
 		p.long = longAfter(opts.LongAfter)
 	}

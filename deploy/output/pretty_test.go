@@ -82,7 +82,7 @@ info: lines
 	checkOutput(t, buf.String(), want)
 	// The former Verbose field means the same.
 	buf.Reset()
-	emitAll(NewPretty(&buf, PrettyOptions{Verbose: true}), script())
+	emitAll(NewPretty(&buf, PrettyOptions{Verbosity: Verbose}), script())
 	checkOutput(t, buf.String(), want)
 }
 
