@@ -189,7 +189,7 @@ func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writ
 		if errors.As(err, &ue) {
 			return usageError(redacted(r, err))
 		}
-		return taskError(redacted(r, err))
+		return taskError(&redactedError{msg: r.Redact(err.Error()) + "\n(see " + r.ShownLogPath() + " for every command and its output)", err: err})
 	}
 	return nil
 }
