@@ -262,6 +262,12 @@ func (d *Dialer) dial(ctx context.Context, e *endpoint, via *jumpConn) (*conn, e
 			ClientVersion:     "SSH-2.0-davit",
 		}
 		client, err := d.handshake(ctx, e, via, cfg)
+		if err != nil && ctx.Err() != nil {
+			// The abandoned handshake may still be asking for a
+			// passphrase, holding a's lock: let go of a in the background.
+			go a.close()
+			return nil, err
+		}
 		a.close()
 		if err == nil {
 			return newConn(client, e.keepAlive, e.keepAliveMax), nil
