@@ -109,7 +109,7 @@ func (c *conn) keepAlive(interval time.Duration, countMax int) {
 			if reply != nil {
 				missed++
 				if missed >= countMax {
-					c.fail(&NoAnswerError{Waiting: "keepalives", For: time.Duration(missed) * interval, Left: "any command davit was running"})
+					c.fail(&NoAnswerError{Waiting: "keepalives", For: time.Duration(missed) * interval, Left: "commands davit was running there may still be running"})
 					return
 				}
 				continue
@@ -322,7 +322,7 @@ func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.
 		cc.Env = map[string]string{}
 	}
 	cc.Env[markerVar] = marker
-	left := fmt.Sprintf("the command (%s=%s)", markerVar, marker)
+	left := fmt.Sprintf("the command (%s=%s) may still be running there", markerVar, marker)
 
 	sess, err := b.newSession(ctx)
 	if err != nil {

@@ -46,8 +46,8 @@ type NoAnswerError struct {
 	Waiting string
 	// For is how long davit waited.
 	For time.Duration
-	// Left describes what may still be running on the host ("" if
-	// nothing).
+	// Left says what may be left on the host, e.g. "the command
+	// (DAVIT_RUN_ID=…) may still be running there" ("" if nothing).
 	Left string
 }
 
@@ -59,7 +59,7 @@ func (e *NoAnswerError) Error() string {
 		s = fmt.Sprintf("host did not answer %s within %s; davit abandoned the connection", e.Waiting, e.For)
 	}
 	if e.Left != "" {
-		s += "; " + e.Left + " may still be running there"
+		s += "; " + e.Left
 	}
 	return s
 }

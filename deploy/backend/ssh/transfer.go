@@ -127,7 +127,7 @@ func (b *Backend) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 	}
 	tmp := tempName(remotePath)
 	in := &ctxReader{ctx: ctx, r: r}
-	err = b.await(ctx, "the upload of "+remotePath, "a temporary file "+tmp, func() error {
+	err = b.await(ctx, "the upload of "+remotePath, "a temporary file "+tmp+" may be left there", func() error {
 		return b.uploadSFTP(ctx, c, in, tmp, remotePath, mode)
 	})
 	in.stop()
