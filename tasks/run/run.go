@@ -223,7 +223,8 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 			return err
 		}
 	}
-	if r.cfg.Terminal != nil {
+	// A run that ran commands says where every line of them is kept.
+	if r.cfg.Terminal != nil && exec.CommandsRun() > 0 {
 		r.cfg.Terminal.Emit(output.Event{Time: time.Now(), Kind: output.Message, Level: "info", Line: "full log: " + r.ShownLogPath()})
 	}
 	return nil
