@@ -3,10 +3,12 @@ package sshtest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,7 +153,11 @@ func TestStopRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.Start("sleep 300"); err != nil {
+	// A sleep no other test runs, so the check below sees only this one
+	// (tests of other packages run at the same time and leave sleeps of
+	// their own on purpose, as abandoned commands).
+	sleep := fmt.Sprintf("sleep 300.%d", os.Getpid())
+	if err := sess.Start(sleep); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -172,7 +178,7 @@ func TestStopRestart(t *testing.T) {
 	if _, err := output(c, "true"); err == nil {
 		t.Fatal("connection survived Stop")
 	}
-	if out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output(); len(bytes.TrimSpace(out)) > 0 {
+	if out, _ := exec.Command("pgrep", "-f", "^"+regexp.QuoteMeta(sleep)+"$").Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("remote command survived Stop: pids %s", out)
 	}
 	if err := s.Restart(); err != nil {
