@@ -172,3 +172,50 @@ after("deploy:published", "app:restart")`, 1))
 		t.Error("host2 still has a current link; it had none before the deploy")
 	}
 }
+
+// A disk that fills while the release is exported: the deploy fails
+// naming the host and the cause, the live release stays live, and the
+// partial release and the lock are gone.
+func TestFaultDiskFullDuringExport(t *testing.T) {
+	fleet := sshtest.Start(t, sshtest.Options{N: 2, Isolate: []string{"/srv/fault"}, DiskSize: "3m"})
+	dir, sshConfig := faultProject(t, fleet, "")
+	df := filepath.Join(dir, "Deployfile")
+	src, err := os.ReadFile(df)
+	must(t, err)
+	must(t, os.WriteFile(df, []byte(strings.Replace(string(src), `after("deploy:updated", "build")`, "", 1)), 0o644))
+	deploy := func() (int, string) {
+		return runDavit(t, "-f", df, "--format", "plain", "--ssh-config", sshConfig, "production", "deploy")
+	}
+	if code, out := deploy(); code != 0 {
+		t.Fatalf("first deploy: exit %d\n%s", code, out)
+	}
+	live := currentRelease(t, fleet.Servers[0].IsolatedDir("/srv/fault"))
+	// An incompressible 4 MB file does not fit in 3 MB.
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i*7919 ^ i>>9)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "app", "big.bin"), big, 0o644))
+	code, out := deploy()
+	if code != 1 {
+		t.Fatalf("deploy onto a full disk: exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{"No space left on device", "still on " + live} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, s := range fleet.Servers {
+		d := s.IsolatedDir("/srv/fault")
+		if got := currentRelease(t, d); got != live {
+			t.Errorf("%s: current moved to %s", s.Name, got)
+		}
+		rels, _ := os.ReadDir(filepath.Join(d, "releases"))
+		if len(rels) != 1 {
+			t.Errorf("%s: releases %v; want only the live one", s.Name, rels)
+		}
+		if _, err := os.Stat(filepath.Join(d, ".davit", "lock")); err == nil {
+			t.Errorf("%s: still locked", s.Name)
+		}
+	}
+}

@@ -101,6 +101,11 @@ type Options struct {
 	// when a test stops a server, and files written to ~ stay on that
 	// server. Without root or unshare the home is shared regardless.
 	SharedHome bool
+	// DiskSize limits the private directory of every isolated path (the
+	// private home too) to a
+	// tmpfs of this size ("4m"), so a test can fill a server's disk (the
+	// deploy path's, at least) without filling the machine's. Needs root.
+	DiskSize string
 	// SSHDConfig adds lines to every server's sshd_config, ahead of the
 	// defaults so they win, for tests that need a non-default server (e.g.
 	// "MaxSessions 2", "LogLevel DEBUG1").
@@ -136,6 +141,7 @@ type Fleet struct {
 	version   [2]int
 	strict    bool
 	createdMP []string
+	tmpfs     []string // mounted for DiskSize, unmounted at cleanup
 }
 
 // Server is one sshd process.
@@ -479,6 +485,15 @@ func (f *Fleet) newServer(i int, types []string, opts Options, isolate []string,
 		}
 		if err := os.Chmod(priv, mode); err != nil {
 			return nil, err
+		}
+		if opts.DiskSize != "" {
+			// Mounted before sshd starts, so the bind mount in sshd's
+			// namespace is of the tmpfs, and the test sees what the
+			// server writes.
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+opts.DiskSize+",mode="+strconv.FormatUint(uint64(mode.Perm()), 8), "davit-sshtest", priv).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("mount a %s tmpfs on %s: %v: %s", opts.DiskSize, priv, err, out)
+			}
+			f.tmpfs = append(f.tmpfs, priv)
 		}
 		if err := os.Lchown(priv, uid, gid); err != nil && os.Geteuid() == 0 {
 			return nil, err
@@ -890,6 +905,9 @@ func (f *Fleet) cleanup() {
 			}
 			f.t.Logf("sshtest: %s (%s) sshd log tail:\n%s", s.Name, s.Addr, log)
 		}
+	}
+	for _, m := range f.tmpfs {
+		_ = exec.Command("umount", "--lazy", m).Run()
 	}
 	for i := len(f.createdMP) - 1; i >= 0; i-- {
 		os.Remove(f.createdMP[i])
