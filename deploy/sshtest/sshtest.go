@@ -862,28 +862,60 @@ func descendants(pid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
+		if f := procStat(p); len(f) > 1 {
+			ppid, _ := strconv.Atoi(f[1])
+			children[ppid] = append(children[ppid], p)
 		}
-		// The command name is in parentheses and may hold spaces; the
-		// parent pid is the second field after it.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(b[i+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], p)
 	}
 	out := []int{pid}
 	for i := 0; i < len(out); i++ {
 		out = append(out, children[out[i]]...)
 	}
 	return out
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name
+// (which is in parentheses and may hold spaces): state is [0], ppid [1];
+// nil for a process that is gone.
+func procStat(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+// CPUTime is the CPU time the server has spent so far on everything its
+// sshd ran, as a host's own accounting would show it: the listener's user
+// and system time and its reaped children's (utime+stime+cutime+cstime:
+// the listener reaps each connection's sshd, which reaps its session's
+// shell, which reaps what the shell ran), plus the same for descendants
+// still alive. It first waits, up to a second, for the connections of a
+// run that just ended to be reaped, so their time is counted once.
+func (s *Server) CPUTime() time.Duration {
+	s.mu.Lock()
+	pid := s.cmd.Process.Pid
+	s.mu.Unlock()
+	tree := descendants(pid)
+	for deadline := time.Now().Add(time.Second); len(tree) > 1 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		tree = descendants(pid)
+	}
+	var ticks int64
+	for _, p := range tree {
+		if f := procStat(p); len(f) >= 15 {
+			for _, v := range f[11:15] { // utime, stime, cutime, cstime
+				n, _ := strconv.ParseInt(v, 10, 64)
+				ticks += n
+			}
+		}
+	}
+	// USER_HZ, the unit of /proc/PID/stat's times, is 100 on Linux.
+	return time.Duration(ticks) * (time.Second / 100)
 }
 
 // Stop stops every server.

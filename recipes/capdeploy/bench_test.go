@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,105 +180,14 @@ func cpuTime() time.Duration {
 }
 
 // hostsCPU is the CPU time the fleet's hosts have spent so far on
-// everything their sshd ran: for each listener (found by its sshd_config
-// in /proc), its own and its reaped children's user and system time
-// (utime+stime+cutime+cstime: the listener reaps each connection's sshd,
-// which reaps its session's shell, which reaps what the shell ran), plus
-// the same for descendants still alive. It first waits (a little) for the
-// connections of the run that just ended to be reaped, so their time is
-// counted once, in the listener's.
+// everything their sshd ran (sshtest's Server.CPUTime, host by host).
 func (e *env) hostsCPU() time.Duration {
 	e.t.Helper()
-	var ticks int64
+	var total time.Duration
 	for _, s := range e.fleet.Servers[:e.n()] {
-		pid := sshdListener(e.t, s.Dir)
-		deadline := time.Now().Add(2 * time.Second)
-		tree := procTree(pid)
-		for len(tree) > 1 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-			tree = procTree(pid)
-		}
-		for _, p := range tree {
-			ticks += procCPUTicks(p)
-		}
+		total += s.CPUTime()
 	}
-	// USER_HZ, the unit of /proc/PID/stat's times, is 100 on Linux.
-	return time.Duration(ticks) * (time.Second / 100)
-}
-
-// sshdListener finds the pid of the sshd whose command line names the
-// sshd_config in dir.
-func sshdListener(t testing.TB, dir string) int {
-	cfg := filepath.Join(dir, "sshd_config")
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + ent.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		// sshd rewrites its command line ("sshd: /usr/sbin/sshd -D -e
-		// -f CONFIG [listener] ..."), so look for the path in all of it.
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.HasPrefix(filepath.Base(strings.Fields(cmd + " x")[0]), "sshd") && strings.Contains(cmd, cfg+" ") {
-			return pid
-		}
-	}
-	t.Fatalf("no sshd listener for %s in /proc", cfg)
-	return 0
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name
-// (which is in parentheses and may hold spaces): state is [0], ppid [1].
-func procStat(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-// procCPUTicks is utime+stime+cutime+cstime of pid (fields 14 to 17 of
-// stat, [11] to [14] after the name), 0 for a process gone meanwhile.
-func procCPUTicks(pid int) int64 {
-	f := procStat(pid)
-	if len(f) < 15 {
-		return 0
-	}
-	var n int64
-	for _, s := range f[11:15] {
-		v, _ := strconv.ParseInt(s, 10, 64)
-		n += v
-	}
-	return n
-}
-
-// procTree is pid and its live descendants.
-func procTree(pid int) []int {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		p, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if f := procStat(p); len(f) > 1 {
-			ppid, _ := strconv.Atoi(f[1])
-			children[ppid] = append(children[ppid], p)
-		}
-	}
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
+	return total
 }
 
 // benchApp replaces the repository's content with the benchmark's
