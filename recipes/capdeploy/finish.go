@@ -52,7 +52,7 @@ func cleanupPlan(s *serverState, keep int, current, inProgress string) (releases
 func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 	st := r.current()
 	if st == nil {
-		if _, err := keepReleases(c); err != nil {
+		if _, err := keepReleases(c.Executor.Vars); err != nil {
 			return err
 		}
 		var done func()
@@ -73,8 +73,8 @@ func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 }
 
 // keepReleases reads keep_releases, which must be at least 1.
-func keepReleases(c *tasks.Context) (int, error) {
-	keep, err := c.Executor.Vars.FetchInt("keep_releases")
+func keepReleases(v *tasks.Vars) (int, error) {
+	keep, err := v.FetchInt("keep_releases")
 	if err != nil {
 		return 0, err
 	}
@@ -86,7 +86,7 @@ func keepReleases(c *tasks.Context) (int, error) {
 
 // planCleanup removes, on each host, what cleanupPlan says: one rm -rf.
 func (r *Recipe) planCleanup(c *tasks.Context, st *runState) (hostPlan, error) {
-	keep, err := keepReleases(c)
+	keep, err := keepReleases(c.Executor.Vars)
 	if err != nil {
 		return nil, err
 	}

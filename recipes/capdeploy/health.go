@@ -127,7 +127,7 @@ func healthConfig(v *tasks.Vars) (healthSettings, error) {
 		return s, err
 	}
 	if s.timeout <= 0 {
-		s.timeout = defaultHealthTimeoutSecs * time.Second
+		return s, fmt.Errorf("health_check_timeout is %s; it must be more than 0 seconds", s.timeout)
 	}
 	if s.rollback, err = v.FetchBool("health_check_rollback"); err != nil {
 		return s, err

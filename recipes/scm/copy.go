@@ -76,7 +76,8 @@ type copySource struct {
 	git     gitSource
 }
 
-func readCopySource(c *tasks.Context) (copySource, error) {
+// readCopyOptions reads and validates copy_dir and copy_exclude.
+func readCopyOptions(c *tasks.Context) (copySource, error) {
 	var s copySource
 	var err error
 	if s.dir, err = optString(c, "copy_dir"); err != nil {
@@ -96,6 +97,14 @@ func readCopySource(c *tasks.Context) (copySource, error) {
 		return s, err
 	}
 	if s.exclude, err = newExcluder(patterns); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func readCopySource(c *tasks.Context) (copySource, error) {
+	s, err := readCopyOptions(c)
+	if err != nil {
 		return s, err
 	}
 	if s.dir == "" {

@@ -184,6 +184,17 @@ func readGitSource(c *tasks.Context) (gitSource, error) {
 	if err := validateRepoURL(s.url); err != nil {
 		return s, err
 	}
+	url := s.url
+	s, err = readGitSelection(c)
+	s.url = url
+	return s, err
+}
+
+// readGitSelection reads and validates what to deploy of the repository
+// (the selector and repo_tree), leaving url empty.
+func readGitSelection(c *tasks.Context) (gitSource, error) {
+	var s gitSource
+	var err error
 	if s.sel, err = readSelector(c); err != nil {
 		return s, err
 	}

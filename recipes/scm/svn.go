@@ -94,6 +94,17 @@ func readSVNSource(c *tasks.Context) (svnSource, error) {
 	if err := validateRepoURL(s.url); err != nil {
 		return s, err
 	}
+	url := s.url
+	s, err = readSVNOptions(c)
+	s.url = url
+	return s, err
+}
+
+// readSVNOptions reads and validates the svn strategy's variables other
+// than repo_url (the revision and the credentials), leaving url empty.
+func readSVNOptions(c *tasks.Context) (svnSource, error) {
+	var s svnSource
+	var err error
 	if s.revision, err = optString(c, "revision"); err != nil {
 		return s, err
 	}
