@@ -159,6 +159,13 @@ func (r *Recipe) healthCheck(c *tasks.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.DryRun() {
+		// A dry run sends no request: the servers run nothing new.
+		for _, t := range targets {
+			c.Info(fmt.Sprintf("dry run: %s: would GET %s until the page contains %q (at most %s)", t.host, t.url, cfg.expect, cfg.timeout))
+		}
+		return nil
+	}
 	byHost := map[string][]string{}
 	var hosts []*deploy.Host
 	for _, t := range targets {

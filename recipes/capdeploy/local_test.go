@@ -4,10 +4,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
 )
 
 // The whole life of an application on the local backend: first deploy,
@@ -247,4 +251,47 @@ func svnRepo(t *testing.T, e *env) string {
 		t.Fatalf("svn import: %v\n%s", err, out)
 	}
 	return repo
+}
+
+// A copy deploy names its source for what it is, a directory and its
+// content digest, in revisions.log and the closing summary; and every
+// command the recipe runs (on the host and on this machine) carries a
+// label, since the output formats show an unlabelled command's output as
+// the user's own.
+func TestLocalCopyNamesAndLabels(t *testing.T) {
+	e := newLocalEnv(t)
+	app := filepath.Join(t.TempDir(), "app")
+	if err := os.MkdirAll(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "index.html"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range []string{
+		`set("scm", "copy")` + "\n" + `set("copy_dir", "` + app + `")`,
+		`set("scm", "copy")`, // from the git repository, on this machine
+		``,                   // git
+	} {
+		rec := e.deploy(extra+"\n"+`set("linked_dirs", ["log"])`, nil)
+		for _, ev := range rec.Of(output.CommandStart) {
+			if ev.Label == "" {
+				t.Errorf("%q: a command without a label: %s", extra, ev.Command)
+			}
+		}
+		if strings.Contains(extra, "copy_dir") {
+			id := e.newestRelease()
+			log := e.read(0, "revisions.log")
+			if !regexp.MustCompile(`(?m)^Directory ` + regexp.QuoteMeta(app) + ` \(content [0-9a-f]{16}\) deployed as release ` + id + ` by `).MatchString(log) {
+				t.Errorf("revisions.log:\n%s", log)
+			}
+			if !regexp.MustCompile(`deployed release ` + id + ` \(directory ` + regexp.QuoteMeta(app) + `, content [0-9a-f]{12}\)`).MatchString(rec.text()) {
+				t.Errorf("the summary does not name the directory:\n%s", rec.text())
+			}
+		}
+	}
+	// The releases table reads the copy's line back like Capistrano's.
+	p := parseProbe("@@ releases\n20260101000000\n@@ log\nDirectory app (content c53e2e96a1b0c3d4) deployed as release 20260101000000 by ann\n", deploy.Layout{DeployTo: "/srv/app"})
+	if got := p.logged["20260101000000"]; got.revision != "c53e2e96a1b0c3d4" || got.branch != "app" || got.user != "ann" {
+		t.Errorf("parsed log entry %+v", got)
+	}
 }

@@ -186,10 +186,13 @@ func (r *Recipe) unlockTask(c *tasks.Context) error {
 		if err != nil {
 			return stepError("remove the deploy lock", err)
 		}
-		if rest, removed := after(out, "@@ removed"); removed {
+		switch rest, removed := after(out, "@@ removed"); {
+		case c.DryRun():
+			hc.Info("dry run: the deploy lock, if any, would be removed")
+		case removed:
 			_, li := parseProblems(secLock + "\n" + rest)
 			hc.Info("removed the deploy lock (" + li.String() + ")")
-		} else {
+		default:
 			hc.Info("no deploy lock")
 		}
 		return nil

@@ -172,7 +172,9 @@ const (
 )
 
 var (
-	logLine = regexp.MustCompile(`^Branch (.*) \(at (\S*)\) deployed as release ([0-9]{14}) by (.*)$`)
+	// Capistrano's line, and davit's for a source that is no branch
+	// ("Directory app (content c53e…) deployed as …").
+	logLine = regexp.MustCompile(`^(?:Branch|Directory) (.*) \((?:at|content) (\S*)\) deployed as release ([0-9]{14}) by (.*)$`)
 )
 
 // parseProbe reads probe.sh's output (possibly after other lines,

@@ -147,6 +147,8 @@ func TestRevisionString(t *testing.T) {
 		{Revision{ID: sha, Branch: sha}, sha},
 		{Revision{ID: "1234", Branch: "trunk@r1234"}, "trunk@r1234 (1234)"},
 		{Revision{ID: "1234"}, "1234"},
+		{Revision{ID: "c53e2e96a1b0c3d4", Branch: "app", Source: "directory app"}, "directory app, content c53e2e96a1b0"},
+		{placeholderRevision("revision", "branch main", "main"), "<revision of branch main>"},
 	} {
 		if got := tt.rev.String(); got != tt.want {
 			t.Errorf("%+v.String() = %q, want %q", tt.rev, got, tt.want)
