@@ -116,7 +116,7 @@ type lockInfo struct {
 
 func (l *lockInfo) String() string {
 	if l == nil || len(l.values) == 0 {
-		return "a deploy lock with no details (its holder died while taking it)"
+		return "a deploy lock with no details (its holder died while taking it, or is taking it right now)"
 	}
 	v := l.values
 	who := v["user"]
