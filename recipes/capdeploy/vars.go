@@ -37,15 +37,17 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 		if err == nil {
 			return
 		}
-		msg := err.Error()
-		// The readers' errors start with the variable's name; say it once,
-		// with where the value came from.
-		msg = strings.TrimPrefix(msg, "variable "+name+": ")
-		msg = strings.TrimPrefix(msg, name+": ")
-		if at := setAt(v, name); at != "" {
-			name += " (" + at + ")"
+		// Each problem starts with the variable's name, once (the
+		// readers' errors often start with it already), and ends with
+		// where its value came from.
+		msg := strings.TrimPrefix(err.Error(), "variable ")
+		if !strings.HasPrefix(msg, name) {
+			msg = name + ": " + msg
 		}
-		problems = append(problems, name+": "+msg)
+		if at := setAt(v, name); at != "" {
+			msg += " (" + at + ")"
+		}
+		problems = append(problems, msg)
 	}
 
 	// deploy_to's default is derived from application; a Deployfile that
@@ -57,9 +59,11 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	}
 	if name, err := v.FetchString("scm"); err != nil {
 		add("scm", err)
+	} else if _, err := scm.New(name); err != nil {
+		add("scm", err)
 	} else {
 		for _, err := range scm.CheckVars(name, v) {
-			add("scm", err)
+			add(leadingName(err.Error()), err)
 		}
 	}
 	_, err := keepReleases(v)
@@ -81,7 +85,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	if d, err := seconds(v, "health_check_timeout"); err != nil {
 		add("health_check_timeout", err)
 	} else if d <= 0 {
-		add("health_check_timeout", fmt.Errorf("is %s; it must be more than 0 seconds", d))
+		add("health_check_timeout", fmt.Errorf("health_check_timeout is %s; it must be more than 0 seconds", d))
 	}
 	for _, name := range []string{"health_check_rollback", "host_shell"} {
 		_, err := v.FetchBool(name)
@@ -96,7 +100,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	if d, err := seconds(v, "publish_batch_wait"); err != nil {
 		add("publish_batch_wait", err)
 	} else if d < 0 {
-		add("publish_batch_wait", fmt.Errorf("is %s; it cannot be negative", d))
+		add("publish_batch_wait", fmt.Errorf("publish_batch_wait is %s; it cannot be negative", d))
 	}
 	for _, name := range []string{"release", "rollback_release"} {
 		if v.Has(name) {
@@ -110,6 +114,17 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 		return nil
 	}
 	return &VarsError{Problems: problems}
+}
+
+// leadingName is the variable an error of the scm package is about: the
+// name it starts with (after "variable ").
+func leadingName(msg string) string {
+	msg = strings.TrimPrefix(msg, "variable ")
+	end := strings.IndexFunc(msg, func(r rune) bool { return r != '_' && !('a' <= r && r <= 'z') })
+	if end < 0 {
+		return msg
+	}
+	return msg[:end]
 }
 
 // setAt says where name's value came from for a message ("set at

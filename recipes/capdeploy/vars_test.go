@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,25 +65,29 @@ set("deploy_to", "relative/path")
 		t.Fatalf("Check = %v; want a *VarsError", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{
-		`keep_releases (set at `, `want an integer, have "three"`,
-		`health_check_timeout (set at `, `it must be more than 0 seconds`,
-		`publish_batch (set at `, `publish_batch "half": want a host count or a percentage`,
-		`unknown scm "gti" (did you mean git?)`,
-		`health_check_url (set at `, `want an http:// or https:// URL`,
-		`linked_dirs (set at `, `"/etc" is absolute`,
-		`linked_files (set at `, `"../secrets.yml" is not a clean relative path`,
-		`health_check_rollback (set at `, `want true or false, have "maybe"`,
-		`publish_batch_wait (set at `, `want seconds or a duration`,
-		`deploy_to (set at `,
-		"10 problems",
-	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("Check's error lacks %q:\n%s", want, msg)
-		}
+	if !strings.Contains(msg, "10 problems") {
+		t.Errorf("Check's error does not count 10 problems:\n%s", msg)
 	}
-	if strings.Contains(msg, "Deployfile:") == false {
-		t.Errorf("Check's error names no Deployfile line:\n%s", msg)
+	// One line per problem, naming the variable first and where it was
+	// set last.
+	for _, want := range []string{
+		`keep_releases: want an integer, have "three"`,
+		`health_check_timeout is 0s; it must be more than 0 seconds`,
+		`publish_batch "half": want a host count or a percentage`,
+		`scm: unknown scm "gti" (did you mean git?)`,
+		`health_check_url: "localhost:8080/up": want an http:// or https:// URL`,
+		`linked_dirs: "/etc" is absolute`,
+		`linked_files: "../secrets.yml" is not a clean relative path`,
+		`health_check_rollback: want true or false, have "maybe"`,
+		`publish_batch_wait "soon": want seconds or a duration`,
+		`deploy_to`,
+	} {
+		line := problemLine(msg, want)
+		if line == "" {
+			t.Errorf("Check's error lacks %q:\n%s", want, msg)
+		} else if !regexp.MustCompile(`\(set at .*Deployfile:\d+:\d+\)$`).MatchString(line) {
+			t.Errorf("problem %q does not say where it was set", line)
+		}
 	}
 }
 
@@ -100,18 +105,18 @@ func TestCheckVarsOverrides(t *testing.T) {
 		t.Fatal("Check with bad overrides passed")
 	}
 	for _, want := range []string{
-		"keep_releases (given on the command line): keep_releases is 0; it must be at least 1",
-		`release (given on the command line): release="yesterday" is not a release id`,
-		`unknown scm "svm" (did you mean svn?)`,
+		"keep_releases is 0; it must be at least 1",
+		`release="yesterday" is not a release id`,
+		`scm: unknown scm "svm" (did you mean svn?)`,
 	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Check's error lacks %q:\n%s", want, err)
+		if line := problemLine(err.Error(), want); !strings.HasSuffix(line, "(given on the command line)") {
+			t.Errorf("Check's error lacks %q given on the command line:\n%s", want, err)
 		}
 	}
 	// The scm is unknown, so its variables (branch) are not checked
 	// against the wrong strategy; with the right one they are.
 	err = checkRun(t, varsBase, "production", map[string]string{"branch": "main;rm -rf /"}, "deploy")
-	if err == nil || !strings.Contains(err.Error(), `scm git: branch "main;rm -rf /": contains ';'`) {
+	if err == nil || !strings.HasSuffix(problemLine(err.Error(), `branch "main;rm -rf /": contains ';'`), "(given on the command line)") {
 		t.Errorf("Check with a bad branch: %v", err)
 	}
 }
@@ -153,6 +158,17 @@ stage("staging", lambda: server("s1", roles = ["app"]))
 	if err := checkRun(t, both, "production", nil, "deploy"); err == nil || !strings.Contains(err.Error(), "tag and version are both set") {
 		t.Errorf("tag and version: %v", err)
 	}
+}
+
+// problemLine is the line of a VarsError's text that starts with the
+// problem start, or "".
+func problemLine(msg, start string) string {
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimPrefix(strings.TrimSpace(l), "- "); strings.HasPrefix(l, start) {
+			return l
+		}
+	}
+	return ""
 }
 
 // A valid Deployfile passes, and so does one that uses the recipe without
