@@ -65,7 +65,7 @@ func TestLocalDryRunDeploy(t *testing.T) {
 	e.deploy("", nil) // a deployed host, so a rollback has something to go back to
 	first := e.newestRelease()
 	reports, reset := dryRunEnv(e)
-	for _, task := range []string{"deploy", "deploy:check", "deploy:cleanup", "rollback", "deploy:setup", "deploy:unlock"} {
+	for _, task := range []string{"deploy", "deploy:check", "deploy:cleanup", "rollback", "deploy:setup", "deploy:unlock", "releases"} {
 		reset()
 		rec, err := e.run(`set("linked_dirs", ["log"])`, nil, nil, task)
 		if err != nil {
@@ -92,6 +92,11 @@ func TestLocalDryRunDeploy(t *testing.T) {
 		case "rollback":
 			if !strings.Contains(rec.text(), "would roll back to release <previous release>") {
 				t.Errorf("dry run of rollback said:\n%s", rec.text())
+			}
+		case "releases":
+			// No table of nothing: the placeholder is not a host's state.
+			if strings.Contains(rec.text(), "no releases") || !strings.Contains(rec.text(), "dry run: each host's releases would be read") {
+				t.Errorf("dry run of releases said:\n%s", rec.text())
 			}
 		}
 	}
