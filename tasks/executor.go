@@ -84,6 +84,10 @@ func (e *Executor) share() *runShared {
 	return e.shared
 }
 
+// CommandsRun counts the commands and transfers this run (with every
+// executor derived from it) has started on any host.
+func (e *Executor) CommandsRun() uint64 { return e.share().nextID.Load() }
+
 // Derive returns an executor for the same run that sees only hosts (further
 // narrowed by this executor's filter) and runs every task afresh. Every
 // other field is kept, and so are the answers Ask got and the command ids:

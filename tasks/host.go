@@ -252,7 +252,7 @@ func (h *HostContext) run(args []string, opts CommandOptions, mode runMode) (*de
 	}
 	if err != nil {
 		status = -1
-		end.Error = err.Error()
+		end.Error = eventError(err)
 	}
 	end.ExitStatus = &status
 	h.emit(end)
@@ -309,7 +309,7 @@ func (h *HostContext) transfer(what string, fn func(deploy.Backend) error) error
 	end := output.Event{Kind: output.CommandEnd, ID: id, Command: what, Duration: time.Since(start)}
 	if err != nil {
 		status = -1
-		end.Error = err.Error()
+		end.Error = eventError(err)
 	}
 	end.ExitStatus = &status
 	h.emit(end)
@@ -401,4 +401,14 @@ func (h *HostContext) localPath(p string) string {
 		return p
 	}
 	return filepath.Join(h.Context.Executor.LocalDir, p)
+}
+
+// eventError is how a command's end event states why it did not finish:
+// "interrupted" for a run cancelled by Ctrl-C, which every host would
+// otherwise report as Go's "context canceled".
+func eventError(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted"
+	}
+	return err.Error()
 }

@@ -452,7 +452,7 @@ func (h *HostContext) runInShell(sh *Shell, script string, opts CommandOptions, 
 	ev := output.Event{Kind: output.CommandEnd, ID: id, Command: disp, Label: opts.Label, Duration: time.Since(start)}
 	ev.ExitStatus = &status
 	if err != nil {
-		ev.Error = err.Error()
+		ev.Error = eventError(err)
 	}
 	h.emit(ev)
 	if err != nil || status != 0 {

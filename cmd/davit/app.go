@@ -33,13 +33,7 @@ func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	err := app.RunContext(ctx, args)
 	code := exitCode(ctx, err)
 	if err != nil {
-		// An interrupted run still says what it left behind (a deploy's
-		// summary of each host's state is in the error).
-		if code == exitInterrupted {
-			fmt.Fprintf(stderr, "davit: interrupted: %v\n", err)
-		} else {
-			fmt.Fprintf(stderr, "davit: %v\n", err)
-		}
+		fmt.Fprintf(stderr, "davit: %v\n", err)
 	}
 	return code
 }

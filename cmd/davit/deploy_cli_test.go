@@ -107,6 +107,14 @@ before("deploy:symlink:shared", "test:slow")
 	if _, err := os.Stat(filepath.Join(deployTo, ".davit", "lock")); err == nil {
 		t.Errorf("the deploy lock is still held\n%s", out)
 	}
+	// It says it was interrupted, where, and what each host was left
+	// with, in words: not Go's "context canceled" once per host.
+	if !strings.Contains(out.String(), "davit: interrupted in task test:slow (of deploy)\ndeploy of release ") {
+		t.Errorf("output does not say where it was interrupted:\n%s", out)
+	}
+	if strings.Contains(out.String(), "context canceled") {
+		t.Errorf("output shows Go's cancellation error:\n%s", out)
+	}
 	if !strings.Contains(out.String(), "removed)") {
 		t.Errorf("output does not report the removal:\n%s", out)
 	}

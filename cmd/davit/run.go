@@ -189,7 +189,11 @@ func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writ
 		if errors.As(err, &ue) {
 			return usageError(redacted(r, err))
 		}
-		return taskError(redacted(r, err))
+		msg := err.Error()
+		if ctx.Err() != nil {
+			msg = interruptedMessage(err)
+		}
+		return taskError(&redactedError{msg: r.Redact(msg) + "\n(see " + r.ShownLogPath() + " for every command and its output)", err: err})
 	}
 	return nil
 }
@@ -224,6 +228,30 @@ func withRecipeHint(p *deployfile.Project, err error, name string) error {
 		return err
 	}
 	return fmt.Errorf("%w: the deploy recipe provides it; add use(\"deploy\") to the Deployfile", err)
+}
+
+// interruptedMessage is what an interrupted run says: where it was, and
+// what every host was left with when the task keeps such a summary (a
+// deploy's), instead of each host's "context canceled".
+func interruptedMessage(err error) string {
+	var names []string // outermost first
+	var te *tasks.TaskError
+	for e := err; errors.As(e, &te); e = te.Err {
+		names = append(names, te.Task)
+	}
+	msg := "interrupted"
+	switch len(names) {
+	case 0:
+	case 1:
+		msg += " in task " + names[0]
+	default:
+		msg += " in task " + names[len(names)-1] + " (of " + names[0] + ")"
+	}
+	var s interface{ Summary() string }
+	if errors.As(err, &s) {
+		return msg + "\n" + s.Summary()
+	}
+	return msg
 }
 
 // checkFlags refuses flag values that cannot mean anything, before the

@@ -17,7 +17,16 @@ const (
 	// HostInfo describes one host of the inventory (the `hosts` task):
 	// the text formats gather a task's HostInfo events into one table.
 	HostInfo Kind = "host"
+	// TableKind is a table a task prints whole (the releases task): the
+	// text formats align its columns, json keeps columns and rows.
+	TableKind Kind = "table"
 )
+
+// Table is what a TableKind event shows.
+type Table struct {
+	Columns []string   `json:"columns"`
+	Rows    [][]string `json:"rows"`
+}
 
 // Server is what a HostInfo event says about a host.
 type Server struct {
@@ -66,6 +75,8 @@ type Event struct {
 	Level string `json:"level,omitempty"`
 	// Server is set on HostInfo events.
 	Server *Server `json:"server,omitempty"`
+	// Table is set on TableKind events.
+	Table *Table `json:"table,omitempty"`
 }
 
 // Sink receives events. Implementations must be safe for concurrent use:

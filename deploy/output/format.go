@@ -162,3 +162,11 @@ func renderTable(rows [][]string) string {
 	}
 	return b.String()
 }
+
+// render aligns the table's columns; nil renders nothing.
+func (t *Table) render() string {
+	if t == nil {
+		return ""
+	}
+	return renderTable(append([][]string{t.Columns}, t.Rows...))
+}

@@ -80,3 +80,41 @@ func TestHostEventsInJSONAndLog(t *testing.T) {
 		t.Errorf("log:\n%s", data)
 	}
 }
+
+func TestTableEvents(t *testing.T) {
+	table := &Table{Columns: []string{"RELEASE", "BY", "STATE"}, Rows: [][]string{
+		{"20261201000000", "alice", "current"},
+		{"20261130000000", "s3cret-bob", "-"},
+	}}
+	want := "== releases\n" +
+		"RELEASE         BY          STATE\n" +
+		"20261201000000  alice       current\n" +
+		"20261130000000  [REDACTED]  -\n"
+	for name, mk := range map[string]func(*bytes.Buffer) Sink{
+		"pretty": func(b *bytes.Buffer) Sink { return NewPretty(b, PrettyOptions{}) },
+		"plain":  func(b *bytes.Buffer) Sink { return NewPlain(b) },
+	} {
+		var buf bytes.Buffer
+		s := NewRedactor(mk(&buf), func() []string { return []string{"s3cret-bob"} })
+		s.Emit(Event{Kind: TaskStart, Task: "releases"})
+		s.Emit(Event{Kind: TableKind, Task: "releases", Table: table})
+		if got := buf.String(); got != want {
+			t.Errorf("%s:\n%s\nwant:\n%s", name, got, want)
+		}
+	}
+	var buf bytes.Buffer
+	NewRedactor(NewJSON(&buf), func() []string { return []string{"s3cret-bob"} }).Emit(Event{Kind: TableKind, Task: "releases", Table: table})
+	var got struct {
+		Event string `json:"event"`
+		Table Table  `json:"table"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Event != "table" || len(got.Table.Rows) != 2 || got.Table.Rows[1][1] != Redacted || got.Table.Columns[0] != "RELEASE" {
+		t.Errorf("json: %s", buf.String())
+	}
+	if table.Rows[1][1] != "s3cret-bob" {
+		t.Error("the redactor changed the caller's table")
+	}
+}

@@ -58,6 +58,7 @@ type jsonEvent struct {
 	Error      string   `json:"error,omitempty"`
 	Level      string   `json:"level,omitempty"`
 	Server     *Server  `json:"server,omitempty"`
+	Table      *Table   `json:"table,omitempty"`
 }
 
 // Emit implements Sink.
@@ -121,6 +122,7 @@ func (j *JSON) encode(e Event) []byte {
 		Error:      e.Error,
 		Level:      e.Level,
 		Server:     e.Server,
+		Table:      e.Table,
 	}
 	switch e.Kind {
 	case Output, Message:

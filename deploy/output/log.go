@@ -118,6 +118,13 @@ func (l *Log) Emit(e Event) {
 		b.WriteString(": " + oneLine(e.Command))
 	case Message:
 		b.WriteString(" " + level(e) + ": " + oneLine(e.Line))
+	case TableKind:
+		if t := e.Table; t != nil {
+			b.WriteString(" table " + strings.Join(t.Columns, " | "))
+			for _, r := range t.Rows {
+				b.WriteString("\n" + eventTime(e).UTC().Format(logTime) + " [" + e.Task + "]   " + oneLine(strings.Join(r, " | ")))
+			}
+		}
 	case HostInfo:
 		if s := e.Server; s != nil {
 			fmt.Fprintf(&b, " host %s address=%s user=%s port=%d roles=%s primary=%t source=%s %s",

@@ -88,6 +88,9 @@ func (p *Plain) Emit(e Event) {
 		lines = append(lines, tableLines(p.hosts.flush())...)
 	}
 	switch e.Kind {
+	case TableKind:
+		lines = p.headerFor(lines, e.Task)
+		lines = append(lines, tableLines(e.Table.render())...)
 	case TaskStart:
 		p.tasks.started(e.Task)
 		if p.verb >= VeryVerbose {

@@ -120,6 +120,8 @@ func (p *Pretty) render(e Event, now time.Time) []string {
 	switch e.Kind {
 	case HostInfo:
 		p.hosts.add(e)
+	case TableKind:
+		lines = append(lines, tableLines(e.Table.render())...)
 	case TaskStart:
 		p.tasks.started(e.Task)
 	case TaskEnd:

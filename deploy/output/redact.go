@@ -58,6 +58,17 @@ func (r *redactor) Emit(e Event) {
 		if e.Server != nil {
 			e.Server = set.redactServer(e.Server)
 		}
+		if e.Table != nil {
+			t := &Table{Columns: e.Table.Columns}
+			for _, r := range e.Table.Rows {
+				row := make([]string, len(r))
+				for i, c := range r {
+					row[i] = set.redact(c)
+				}
+				t.Rows = append(t.Rows, row)
+			}
+			e.Table = t
+		}
 	}
 	r.next.Emit(e)
 }

@@ -15,8 +15,21 @@
 // the user's home, and optionally private directories over other paths
 // (Options.Isolate): every simulated host then has the same deploy path but
 // its own tree, and the test runner's shell startup files stay out of the
-// servers' commands. Servers can be stopped, restarted, paused and resumed
-// mid-test to simulate failures.
+// servers' commands.
+//
+// Faults, to see how a client copes with a fleet that fails:
+//
+//   - Server.Stop kills sshd and everything it started (connection
+//     processes, session commands), as if the machine went down: clients
+//     see their connections drop and new ones refused. Server.Restart
+//     brings it back on the same address, port and host keys.
+//   - Server.Freeze sends SIGSTOP to sshd and every process below it, so
+//     established connections and their running commands freeze too; the
+//     sockets stay open and nothing answers, which only timeouts and
+//     keepalives can tell. Server.Resume sends SIGCONT.
+//   - StartSilent starts a "server" on 127.0.0.x that accepts TCP
+//     connections and never sends a byte: a host whose sshd hangs before
+//     its banner, or a firewall that accepts and blackholes.
 //
 // The fleet's files (keys, sshd_config, authorized_keys) live in a 0700
 // directory outside /tmp, because sshd's StrictModes rejects an
@@ -88,6 +101,11 @@ type Options struct {
 	// when a test stops a server, and files written to ~ stay on that
 	// server. Without root or unshare the home is shared regardless.
 	SharedHome bool
+	// DiskSize limits the private directory of every isolated path (the
+	// private home too) to a
+	// tmpfs of this size ("4m"), so a test can fill a server's disk (the
+	// deploy path's, at least) without filling the machine's. Needs root.
+	DiskSize string
 	// SSHDConfig adds lines to every server's sshd_config, ahead of the
 	// defaults so they win, for tests that need a non-default server (e.g.
 	// "MaxSessions 2", "LogLevel DEBUG1").
@@ -123,6 +141,7 @@ type Fleet struct {
 	version   [2]int
 	strict    bool
 	createdMP []string
+	tmpfs     []string // mounted for DiskSize, unmounted at cleanup
 }
 
 // Server is one sshd process.
@@ -467,6 +486,15 @@ func (f *Fleet) newServer(i int, types []string, opts Options, isolate []string,
 		if err := os.Chmod(priv, mode); err != nil {
 			return nil, err
 		}
+		if opts.DiskSize != "" {
+			// Mounted before sshd starts, so the bind mount in sshd's
+			// namespace is of the tmpfs, and the test sees what the
+			// server writes.
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+opts.DiskSize+",mode="+strconv.FormatUint(uint64(mode.Perm()), 8), "davit-sshtest", priv).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("mount a %s tmpfs on %s: %v: %s", opts.DiskSize, priv, err, out)
+			}
+			f.tmpfs = append(f.tmpfs, priv)
+		}
 		if err := os.Lchown(priv, uid, gid); err != nil && os.Geteuid() == 0 {
 			return nil, err
 		}
@@ -767,23 +795,53 @@ func (s *Server) killLocked() {
 	s.running, s.paused = false, nil
 }
 
-// Pause freezes the server and all its connection processes with SIGSTOP:
-// connections stay open but nothing answers, like a hung or unreachable
-// machine. Resume undoes it.
-func (s *Server) Pause() {
+// Freeze stops the server with SIGSTOP: the listening sshd, every
+// connection's sshd and every command of every session, so established
+// connections freeze too. TCP connections stay open and new ones are still
+// accepted by the kernel, but nothing answers: a hung machine, or one whose
+// network vanished without a reset. Resume undoes it. Freezing a frozen or
+// stopped server does nothing.
+func (s *Server) Freeze() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.running {
 		return
 	}
-	for _, p := range descendants(s.cmd.Process.Pid) {
-		if syscall.Kill(p, syscall.SIGSTOP) == nil {
-			s.paused = append(s.paused, p)
+	// Stopped parents fork no more, so a rescan finds any child that was
+	// forked while the tree was being frozen.
+	seen := map[int]bool{}
+	for _, p := range s.paused {
+		seen[p] = true
+	}
+	for range 5 {
+		added := false
+		for _, p := range descendants(s.cmd.Process.Pid) {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			if syscall.Kill(p, syscall.SIGSTOP) == nil {
+				s.paused = append(s.paused, p)
+				added = true
+			}
+		}
+		if !added {
+			break
 		}
 	}
 }
 
-// Resume continues a paused server.
+// Pause is Freeze, by its older name.
+func (s *Server) Pause() { s.Freeze() }
+
+// Frozen reports whether the server is frozen.
+func (s *Server) Frozen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.paused) > 0
+}
+
+// Resume continues a frozen server with SIGCONT.
 func (s *Server) Resume() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -847,6 +905,9 @@ func (f *Fleet) cleanup() {
 			}
 			f.t.Logf("sshtest: %s (%s) sshd log tail:\n%s", s.Name, s.Addr, log)
 		}
+	}
+	for _, m := range f.tmpfs {
+		_ = exec.Command("umount", "--lazy", m).Run()
 	}
 	for i := len(f.createdMP) - 1; i >= 0; i-- {
 		os.Remove(f.createdMP[i])

@@ -2,10 +2,16 @@ package sshtest
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,7 +153,11 @@ func TestStopRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.Start("sleep 300"); err != nil {
+	// A sleep no other test runs, so the check below sees only this one
+	// (tests of other packages run at the same time and leave sleeps of
+	// their own on purpose, as abandoned commands).
+	sleep := fmt.Sprintf("sleep 300.%d", os.Getpid())
+	if err := sess.Start(sleep); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -168,7 +178,7 @@ func TestStopRestart(t *testing.T) {
 	if _, err := output(c, "true"); err == nil {
 		t.Fatal("connection survived Stop")
 	}
-	if out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output(); len(bytes.TrimSpace(out)) > 0 {
+	if out, _ := exec.Command("pgrep", "-f", "^"+regexp.QuoteMeta(sleep)+"$").Output(); len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("remote command survived Stop: pids %s", out)
 	}
 	if err := s.Restart(); err != nil {
@@ -180,19 +190,51 @@ func TestStopRestart(t *testing.T) {
 	}
 }
 
-func TestPauseResume(t *testing.T) {
+// TestFreezeResume freezes a server with a command running on an
+// established connection: the command stops too (its processes are in
+// state T), new requests go unanswered, and Resume brings all of it back.
+func TestFreezeResume(t *testing.T) {
 	f := StartN(t, 1)
 	s := f.Servers[0]
 	c := dial(t, f, s)
-	s.Pause()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	// The loop prints a line every 20 ms while it runs.
+	out := &syncBuffer{}
+	sess.Stdout = out
+	if err := sess.Start("while :; do echo tick; sleep 0.02; done"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loop's first line", func() bool { return out.Len() > 0 })
+	s.Freeze()
+	if !s.Frozen() {
+		t.Fatal("Frozen() = false after Freeze")
+	}
+	// Every process of the server, the loop's shell included, is stopped.
+	for _, p := range descendants(s.cmd.Process.Pid) {
+		if st := procState(p); st != "" && st != "T" {
+			t.Errorf("pid %d is in state %s after Freeze", p, st)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // output in flight arrives
+	frozenAt := out.Len()
 	res := make(chan error, 1)
 	go func() { _, err := output(c, "true"); res <- err }()
 	select {
 	case err := <-res:
-		t.Fatalf("paused server answered: %v", err)
+		t.Fatalf("frozen server answered: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
+	if n := out.Len(); n != frozenAt {
+		t.Errorf("the frozen command wrote %d more bytes", n-frozenAt)
+	}
 	s.Resume()
+	if s.Frozen() {
+		t.Fatal("Frozen() = true after Resume")
+	}
 	select {
 	case err := <-res:
 		if err != nil {
@@ -201,6 +243,97 @@ func TestPauseResume(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer after resume")
 	}
+	waitFor(t, "the loop to go on after Resume", func() bool { return out.Len() > frozenAt })
+}
+
+// TestFreezeThenStop: a frozen server can still be stopped.
+func TestFreezeThenStop(t *testing.T) {
+	f := StartN(t, 1)
+	s := f.Servers[0]
+	c := dial(t, f, s)
+	s.Freeze()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection to a frozen server survived Stop")
+	}
+}
+
+// TestSilentServer accepts the TCP connection and then says nothing, not
+// even to a client that speaks first.
+func TestSilentServer(t *testing.T) {
+	s := StartSilent(t)
+	if s.Host != SilentHost || s.Port == 0 {
+		t.Fatalf("listening on %s", s.Addr)
+	}
+	c, err := net.DialTimeout("tcp", s.Addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("SSH-2.0-test\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	var b [1]byte
+	n, err := c.Read(b[:])
+	var ne net.Error
+	if n != 0 || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read %d bytes, %v; want a timeout", n, err)
+	}
+	waitFor(t, "the connection to be counted", func() bool { return s.Accepted() == 1 })
+	s.Close()
+	s.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(b[:]); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("after Close the connection is still open: %v", err)
+	}
+}
+
+// procState is the state letter of pid from /proc ("" when it is gone).
+func procState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return ""
+	}
+	return string(b[i+2])
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
 }
 
 // TestIsolate gives two hosts the same path with separate contents.

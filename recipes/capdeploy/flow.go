@@ -53,17 +53,20 @@ type HostOutcome struct {
 	State string
 }
 
-func (e *FleetError) Error() string {
+func (e *FleetError) Error() string { return e.Err.Error() + "\n" + e.Summary() }
+
+// Summary is the failed run's outcome without its cause: what happened and
+// every host's final state, which an interrupted run shows alone.
+func (e *FleetError) Summary() string {
 	var b strings.Builder
-	b.WriteString(e.Err.Error())
 	what := e.Op
 	if e.Release != "" {
 		what += " of release " + e.Release
 	}
 	if e.Untouched {
-		fmt.Fprintf(&b, "\n%s failed before changing any host; nothing was changed", what)
+		fmt.Fprintf(&b, "%s failed before changing any host; nothing was changed", what)
 	} else {
-		fmt.Fprintf(&b, "\n%s failed; every host's final state:", what)
+		fmt.Fprintf(&b, "%s failed; every host's final state:", what)
 	}
 	for _, h := range e.Hosts {
 		fmt.Fprintf(&b, "\n  %s: %s", h.Host, h.State)

@@ -20,8 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -226,7 +228,26 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 			return err
 		}
 	}
+	// A run that ran commands says where every line of them is kept.
+	if r.cfg.Terminal != nil && exec.CommandsRun() > 0 {
+		r.cfg.Terminal.Emit(output.Event{Time: time.Now(), Kind: output.Message, Level: "info", Line: "full log: " + r.ShownLogPath()})
+	}
 	return nil
+}
+
+// ShownLogPath is the run log's path as a person at this directory would
+// type it: relative when it is below the working directory.
+func (r *Run) ShownLogPath() string {
+	p := r.LogPath()
+	if wd, err := os.Getwd(); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			if rel, err := filepath.Rel(wd, abs); err == nil && !strings.HasPrefix(rel, "..") {
+				return rel
+			}
+			return abs
+		}
+	}
+	return p
 }
 
 // logArgs is the command line for the log, with secret values hidden.

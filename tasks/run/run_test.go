@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,5 +229,52 @@ stage("filtered", lambda: [server("localhost", roles = ["db"]), fake_servers("no
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: deploy = %v\nwant %q", stage, err, want)
 		}
+	}
+}
+
+// panicRecipe's task panics with a secret in its message.
+type panicRecipe struct{}
+
+func (panicRecipe) SetDefaults(*tasks.Vars) {}
+func (panicRecipe) DefineTasks(r *tasks.Registry) error {
+	return r.Define(&tasks.Task{Name: "explode", Run: func(c *tasks.Context) error {
+		pw, _ := c.Executor.Vars.FetchString("db_password")
+		panic("cannot connect with " + pw)
+	}})
+}
+func (panicRecipe) RegisterHooks(*tasks.Registry) error { return nil }
+
+// A panic davit recovers from reaches the user as an error: its text is
+// redacted in the run's output and log, and by Redact for the CLI.
+func TestRecoveredPanicIsRedacted(t *testing.T) {
+	path := writeDeployfile(t, `
+use("boom")
+set("db_password", "S3cr3t-xyz")
+`)
+	logPath := filepath.Join(t.TempDir(), "davit.log")
+	rec := &outputtest.Recorder{}
+	r, err := Load(context.Background(), Config{Deployfile: path, Terminal: rec, LogPath: logPath,
+		GoRecipes: map[string]func() tasks.Recipe{"boom": func() tasks.Recipe { return panicRecipe{} }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Execute(context.Background(), "explode")
+	if err == nil || !strings.Contains(err.Error(), "panic: cannot connect with S3cr3t-xyz") {
+		t.Fatalf("Execute = %v; want the recovered panic", err)
+	}
+	if got := r.Redact(err.Error()); strings.Contains(got, "S3cr3t-xyz") || !strings.Contains(got, output.Redacted) {
+		t.Errorf("Redact left the secret: %s", got)
+	}
+	for _, ev := range rec.Events() {
+		if strings.Contains(fmt.Sprint(ev), "S3cr3t-xyz") {
+			t.Errorf("event shows the secret: %+v", ev)
+		}
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "S3cr3t-xyz") || !strings.Contains(string(data), "panic: cannot connect with "+output.Redacted) {
+		t.Errorf("log:\n%s", data)
 	}
 }

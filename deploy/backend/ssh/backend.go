@@ -42,12 +42,23 @@ func newConn(client *xssh.Client, keepAlive time.Duration, countMax int) *conn {
 }
 
 // fail records why the connection ended (first reason wins) and closes it,
-// which ends every session on it.
+// which ends every session on it. It never waits on the host: closing the
+// socket is local, and x/crypto's teardown is given connCloseTimeout.
 func (c *conn) fail(err error) {
 	c.once.Do(func() {
 		c.err = err
 		close(c.done)
-		c.client.Close()
+		closed := make(chan struct{})
+		go func() {
+			c.client.Close()
+			close(closed)
+		}()
+		t := time.NewTimer(connCloseTimeout)
+		defer t.Stop()
+		select {
+		case <-closed:
+		case <-t.C:
+		}
 	})
 }
 
@@ -74,38 +85,40 @@ func (c *conn) lost() error {
 
 // keepAlive sends keepalive@openssh.com requests, as OpenSSH's
 // ServerAliveInterval does. Any reply, even a refusal, proves the server
-// alive; countMax intervals in a row without one close the connection, so
-// commands waiting on a dead host fail instead of hanging.
+// alive. One request is in flight at a time; each tick that finds it still
+// unanswered is a miss, and countMax misses in a row (about countMax ×
+// interval after the host froze) close the connection, so commands waiting
+// on a dead host fail instead of hanging.
 func (c *conn) keepAlive(interval time.Duration, countMax int) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var reply chan error // the request in flight, if any
 	missed := 0
 	for {
 		select {
 		case <-c.done:
 			return
-		case <-t.C:
-		}
-		reply := make(chan error, 1)
-		go func() {
-			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		select {
 		case err := <-reply:
+			reply = nil
 			if err != nil {
 				c.fail(fmt.Errorf("keepalive: %w", err))
 				return
 			}
 			missed = 0
 		case <-t.C:
-			missed++
-			if missed >= countMax {
-				c.fail(fmt.Errorf("no answer to keepalives for %s (%d × %s)", time.Duration(missed)*interval, missed, interval))
-				return
+			if reply != nil {
+				missed++
+				if missed >= countMax {
+					c.fail(&NoAnswerError{Waiting: "keepalives", For: time.Duration(missed) * interval, Left: "commands davit was running there may still be running"})
+					return
+				}
+				continue
 			}
-		case <-c.done:
-			return
+			reply = make(chan error, 1)
+			go func(reply chan<- error) {
+				_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+				reply <- err
+			}(reply)
 		}
 	}
 }
@@ -127,7 +140,9 @@ type Backend struct {
 	freedMu sync.Mutex
 	freed   chan struct{}
 
-	sftpMu   sync.Mutex
+	// sftpLock (a channel, so waiting for it can end with ctx) guards
+	// the SFTP client and noSFTP.
+	sftpLock chan struct{}
 	sftp     *sftp.Client
 	sftpSess *xssh.Session
 	noSFTP   bool
@@ -139,14 +154,15 @@ var _ deploy.Backend = (*Backend)(nil)
 
 func newBackend(d *Dialer, h *deploy.Host, c *conn, via *jumpConn) *Backend {
 	return &Backend{
-		d:      d,
-		host:   h,
-		label:  h.String(),
-		conn:   c,
-		via:    via,
-		sem:    make(chan struct{}, d.opts.MaxSessions),
-		freed:  make(chan struct{}),
-		noSFTP: d.opts.DisableSFTP,
+		d:        d,
+		host:     h,
+		label:    h.String(),
+		conn:     c,
+		via:      via,
+		sem:      make(chan struct{}, d.opts.MaxSessions),
+		freed:    make(chan struct{}),
+		sftpLock: make(chan struct{}, 1),
+		noSFTP:   d.opts.DisableSFTP,
 	}
 }
 
@@ -240,12 +256,10 @@ func (b *Backend) newSession(ctx context.Context) (*xssh.Session, error) {
 	}
 }
 
-// openChannel opens a session channel, giving up when ctx ends: x/crypto
-// waits for the server's answer without a context.
-func (b *Backend) openChannel(ctx context.Context) (*xssh.Session, error) {
-	if ctx.Done() == nil {
-		return b.conn.client.NewSession()
-	}
+// openChannel opens a session channel, giving up when ctx ends or the
+// connection is lost: x/crypto waits for the server's answer without a
+// context. Nothing runs on the host yet, so no answer needs waiting for.
+func (b *Backend) openChannel(ctx context.Context) (_ *xssh.Session, err error) {
 	type result struct {
 		s   *xssh.Session
 		err error
@@ -259,13 +273,17 @@ func (b *Backend) openChannel(ctx context.Context) (*xssh.Session, error) {
 	case r := <-ch:
 		return r.s, r.err
 	case <-ctx.Done():
-		go func() {
-			if r := <-ch; r.s != nil {
-				r.s.Close()
-			}
-		}()
-		return nil, ctx.Err()
+		err = ctx.Err()
+	case <-b.conn.done:
+		err = b.conn.lost()
 	}
+	// A channel the host opens after all is closed again.
+	go func() {
+		if r := <-ch; r.s != nil {
+			r.s.Close()
+		}
+	}()
+	return nil, err
 }
 
 // markerVar is exported into every command's line with a value unique to
@@ -277,8 +295,11 @@ const markerVar = "DAVIT_RUN_ID"
 // directory, umask, environment and sudo user inside the line — in a new
 // session. Environment variables are never sent with Setenv, which stock
 // sshd refuses outside LANG and LC_*. When c.Timeout or ctx ends first, the
-// command is stopped (see stop) and Run returns within KillGrace with a
-// *deploy.TimeoutError or ctx's error.
+// command is stopped (see stop) and Run returns ctx's error (or a
+// *deploy.TimeoutError) within 2×KillGrace when the host answers, and
+// within AnswerTimeout, with the connection abandoned and a
+// *NoAnswerError wrapped in the error, when it does not. Nothing is written
+// to stdout or stderr after Run returns.
 func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.Writer) (*deploy.Result, error) {
 	if err := c.Validate(); err != nil {
 		return nil, b.errorf("%w", err)
@@ -301,41 +322,57 @@ func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.
 		cc.Env = map[string]string{}
 	}
 	cc.Env[markerVar] = marker
+	left := fmt.Sprintf("the command (%s=%s) may still be running there", markerVar, marker)
 
 	sess, err := b.newSession(ctx)
 	if err != nil {
 		return nil, b.runError(ctx, c, err)
 	}
+	out := &gate{}
+	defer out.close()
 	finish := func() {
 		sess.Close()
 		b.release()
 	}
+	// finishLater lets a session the host may still hold end in the
+	// background; its token is held until the session is gone.
+	waited := make(chan error, 1)
+	finishLater := func() { go func() { <-waited; finish() }() }
 	if c.PTY {
 		modes := xssh.TerminalModes{xssh.ECHO: 0, xssh.TTY_OP_ISPEED: 14400, xssh.TTY_OP_OSPEED: 14400}
-		if err := sess.RequestPty("xterm", 40, 120, modes); err != nil {
-			finish()
+		err := b.await(ctx, "the request for a terminal", "", func() error { return sess.RequestPty("xterm", 40, 120, modes) })
+		if err != nil {
+			go finish()
 			return nil, b.runError(ctx, c, fmt.Errorf("request pty: %w", err))
 		}
 	}
-	sess.Stdin, sess.Stdout, sess.Stderr = c.Stdin, stdout, stderr
-	if err := sess.Start(cc.String()); err != nil {
-		finish()
+	sess.Stdin, sess.Stdout, sess.Stderr = c.Stdin, out.writer(stdout), out.writer(stderr)
+	if err := b.await(ctx, "the request to start the command", left, func() error { return sess.Start(cc.String()) }); err != nil {
+		go finish()
 		return nil, b.runError(ctx, c, fmt.Errorf("start command: %w", err))
 	}
-	waited := make(chan error, 1)
 	go func() { waited <- sess.Wait() }()
 	select {
 	case err = <-waited:
 		finish()
-	case <-ctx.Done():
-		if !b.stop(sess, marker, waited) {
-			// Still running after SIGKILL: let the session end in the
-			// background; its token is held until sshd lets it go.
-			go func() { <-waited; finish() }()
-		} else {
+	case <-b.conn.done:
+		// Keepalives found the host dead, or a wait on it was abandoned.
+		// A command that ended just before has its status on the way.
+		select {
+		case err = <-waited:
 			finish()
+		case <-time.After(100 * time.Millisecond):
+			finishLater()
+			return &deploy.Result{ExitStatus: -1, Duration: time.Since(start)}, b.errorf("%w", b.conn.lost())
 		}
-		return &deploy.Result{ExitStatus: -1, Duration: time.Since(start)}, b.runError(ctx, c, ctx.Err())
+	case <-ctx.Done():
+		exited, err := b.stop(sess, left, marker, waited)
+		if exited {
+			finish()
+		} else {
+			finishLater()
+		}
+		return &deploy.Result{ExitStatus: -1, Duration: time.Since(start)}, b.runError(ctx, c, err)
 	}
 	res := &deploy.Result{Duration: time.Since(start)}
 	var exit *xssh.ExitError
@@ -359,42 +396,77 @@ func (b *Backend) Run(ctx context.Context, c *deploy.Command, stdout, stderr io.
 	return res, nil
 }
 
-// stop ends a command whose context ended and reports whether it exited
-// within KillGrace. It asks sshd to send SIGTERM to the command's process
-// group ("signal" request, OpenSSH 7.9+), then SIGKILL. sshd refuses
-// signals for root logins (no post-auth privilege separation) and older
-// servers ignore them; then a second session signals the process group of
-// the shell whose command line carries the command's marker. Closing the
-// channel alone would not do: without a PTY, sshd leaves the command
-// running.
-func (b *Backend) stop(sess *xssh.Session, marker string, waited <-chan error) bool {
+// stop ends a command whose context ended and reports whether it exited.
+// It asks sshd to send SIGTERM to the command's process group ("signal"
+// request, OpenSSH 7.9+), then after KillGrace SIGKILL, then after
+// KillGrace closes the session. sshd refuses signals for root logins (no
+// post-auth privilege separation) and older servers ignore them; then a
+// second session signals the process group of the shell whose command line
+// carries the command's marker. Closing the channel alone would not do:
+// without a PTY, sshd leaves the command running.
+//
+// The requests are sent without waiting for their replies, and a host that
+// has answered nothing (no reply, no exit) by AnswerTimeout after the
+// cancellation is abandoned: the error is then a *NoAnswerError. A lost
+// connection ends the wait at once with the connection's error.
+func (b *Backend) stop(sess *xssh.Session, left, marker string, waited <-chan error) (bool, error) {
 	grace := b.d.opts.KillGrace
+	giveUp := time.NewTimer(b.d.opts.AnswerTimeout)
+	defer giveUp.Stop()
+	answered := make(chan struct{})
+	var once sync.Once
+	signal := func(sig xssh.Signal) {
+		go func() {
+			ok, err := sess.SendRequest("signal", true, xssh.Marshal(struct{ Signal string }{string(sig)}))
+			if err == nil {
+				// Even a refusal proves the host is there.
+				once.Do(func() { close(answered) })
+			}
+			if err != nil || !ok {
+				b.killMarked(marker, left, sig)
+			}
+		}()
+	}
 	for _, sig := range []xssh.Signal{xssh.SIGTERM, xssh.SIGKILL} {
-		ok, err := sess.SendRequest("signal", true, xssh.Marshal(struct{ Signal string }{string(sig)}))
-		if err != nil || !ok {
-			go b.killMarked(marker, sig, grace)
-		}
+		signal(sig)
+		t := time.NewTimer(grace)
 		select {
 		case <-waited:
-			return true
-		case <-time.After(grace):
+			t.Stop()
+			return true, nil
+		case <-b.conn.done:
+			t.Stop()
+			return false, b.conn.lost()
+		case <-t.C:
 		}
 	}
-	sess.Close()
+	select {
+	case <-answered:
+	case <-waited:
+		return true, nil
+	case <-b.conn.done:
+		return false, b.conn.lost()
+	case <-giveUp.C:
+		return false, b.abandon("the request to stop the command", left)
+	}
+	// Sent without waiting: the host answered, but a write could still
+	// wait behind a full send buffer.
+	go sess.Close()
 	select {
 	case <-waited:
-		return true
+		return true, nil
 	case <-time.After(100 * time.Millisecond):
-		return false
+		return false, nil
 	}
 }
 
 // killMarked signals, from a session of its own, every process group led
 // by a process whose command line holds the marker. The pattern's [D]
 // keeps the search from finding its own command line. Linux servers only
-// (/proc); it is best effort.
-func (b *Backend) killMarked(marker string, sig xssh.Signal, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 5*time.Second))
+// (/proc); it is best effort, in the background of stop, and a host that
+// does not answer it within AnswerTimeout is abandoned.
+func (b *Backend) killMarked(marker, left string, sig xssh.Signal) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.d.opts.AnswerTimeout)
 	defer cancel()
 	pattern := strings.TrimSuffix(markerVar, "D") + "[D]=" + marker
 	script := "for f in $(grep -l " + deploy.Quote(pattern) + " /proc/[0-9]*/cmdline 2>/dev/null); do p=${f#/proc/}; p=${p%/cmdline}; kill -s " +
@@ -404,9 +476,14 @@ func (b *Backend) killMarked(marker string, sig xssh.Signal, timeout time.Durati
 		b.d.logf("ssh %s: cannot stop command %s: %v", b.label, marker, err)
 		return
 	}
-	defer b.release()
-	defer sess.Close()
-	if err := sess.Run((&deploy.Command{Args: []string{script}}).String()); err != nil {
+	err = b.await(ctx, "the command that kills the cancelled one", left, func() error {
+		return sess.Run((&deploy.Command{Args: []string{script}}).String())
+	})
+	go func() {
+		sess.Close()
+		b.release()
+	}()
+	if err != nil {
 		b.d.logf("ssh %s: stop command %s: %v", b.label, marker, err)
 	}
 }
@@ -417,15 +494,26 @@ func randomID() string {
 	return hex.EncodeToString(r[:])
 }
 
+// runError describes err, which ended a command. Under an ended context
+// the context's cause is the error, with what the host left undone (a
+// *NoAnswerError or a lost connection) after it.
 func (b *Backend) runError(ctx context.Context, c *deploy.Command, err error) error {
 	if ctx.Err() != nil {
 		// The command's own Timeout is the cause; a parent's deadline or
 		// cancellation is reported as such.
+		cause := ctx.Err()
 		var te *deploy.TimeoutError
 		if errors.As(context.Cause(ctx), &te) {
-			return b.errorf("%w", te)
+			cause = te
 		}
-		return b.errorf("%w", ctx.Err())
+		var na *NoAnswerError
+		switch {
+		case errors.As(err, &na):
+			return b.errorf("%w: %w", cause, na)
+		case b.conn.dead():
+			return b.errorf("%w: %w", cause, b.conn.lost())
+		}
+		return b.errorf("%w", cause)
 	}
 	if b.conn.dead() {
 		return b.errorf("%w", b.conn.lost())
@@ -433,20 +521,28 @@ func (b *Backend) runError(ctx context.Context, c *deploy.Command, err error) er
 	return b.errorf("%w", err)
 }
 
-// Close closes the SFTP client and the connection, and releases the jump
-// host connection. It is safe to call more than once.
+// Close closes the connection, then the SFTP client, and releases the jump
+// host connection. It never waits on the host: the socket is closed first,
+// which ends every wait on it (an SFTP client closed first would wait for
+// the server to close its end). Commands still running there go on unless
+// they read stdin or write to the closed channel. It is safe to call more
+// than once.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
-		b.sftpMu.Lock()
-		if b.sftp != nil {
-			b.sftp.Close()
-			b.sftpSess.Close()
-			b.sftp, b.sftpSess = nil, nil
-		}
-		b.sftpMu.Unlock()
 		b.conn.close()
 		b.d.releaseJump(b.via)
 		b.via = nil
+		// The SFTP client's goroutines end with the connection; a
+		// transfer that holds the lock lets go of it shortly.
+		go func() {
+			b.sftpLock <- struct{}{}
+			if b.sftp != nil {
+				b.sftp.Close()
+				b.sftpSess.Close()
+				b.sftp, b.sftpSess = nil, nil
+			}
+			<-b.sftpLock
+		}()
 	})
 	return nil
 }

@@ -362,7 +362,7 @@ func TestKeepAliveDetectsHungServer(t *testing.T) {
 		o.KeepAliveCountMax = 2
 	})
 	output(t, b, "true")
-	f.Servers[0].Pause()
+	f.Servers[0].Freeze()
 	defer f.Servers[0].Resume()
 	start := time.Now()
 	_, err := b.Run(context.Background(), &deploy.Command{Args: []string{"true"}}, nil, nil)
@@ -393,7 +393,7 @@ func TestCloseTwice(t *testing.T) {
 // fails the connection within ConnectTimeout, naming the host.
 func TestConnectTimeout(t *testing.T) {
 	f := sshtest.StartN(t, 1)
-	f.Servers[0].Pause()
+	f.Servers[0].Freeze()
 	defer f.Servers[0].Resume()
 	o := testOptions(f)
 	o.ConnectTimeout = 300 * time.Millisecond

@@ -189,7 +189,7 @@ func (d *Dialer) resolve(h *deploy.Host) (*endpoint, error) {
 	}
 	e.keepAliveMax = d.opts.KeepAliveCountMax
 	if e.keepAliveMax == 0 {
-		e.keepAliveMax = 3
+		e.keepAliveMax = DefaultKeepAliveCountMax
 		if v := cfg.get(alias, "ServerAliveCountMax"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {

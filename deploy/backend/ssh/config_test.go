@@ -40,6 +40,9 @@ Host loose
 Host piped
   ProxyCommand nc %h %p
 
+Host quiet
+  ServerAliveInterval 0
+
 Host *
   User fallback
   IdentityFile /keys/shared
@@ -83,6 +86,12 @@ Host *
 	check("defaults: hostname", e.hostname, "loose")
 	check("defaults: port", e.port, 22)
 	check("defaults: timeout", e.connectTimeout, DefaultConnectTimeout)
+	// Keepalives are on without the user asking: 15 s, 3 misses.
+	check("defaults: keepalive", e.keepAlive, 15*time.Second)
+	check("defaults: keepalive max", e.keepAliveMax, 3)
+
+	e, _ = d.resolve(&deploy.Host{Name: "quiet"})
+	check("ServerAliveInterval 0 turns keepalives off", e.keepAlive, time.Duration(0))
 
 	if _, err := d.resolve(&deploy.Host{Name: "piped"}); err == nil || !strings.Contains(err.Error(), "ProxyCommand") {
 		t.Errorf("ProxyCommand: %v", err)

@@ -33,7 +33,12 @@ import (
 // Defaults for Options left zero.
 const (
 	DefaultConnectTimeout = 30 * time.Second
-	DefaultKeepAlive      = 30 * time.Second
+	// DefaultKeepAlive and DefaultKeepAliveCountMax are on unless
+	// ssh_config or Options say otherwise: a deploy tool has to notice a
+	// dead host without its user knowing ServerAliveInterval. A host that
+	// answers none for about 45 s is given up.
+	DefaultKeepAlive         = 15 * time.Second
+	DefaultKeepAliveCountMax = 3
 	// DefaultMaxSessions matches sshd's default MaxSessions: more sessions
 	// at once on one connection are refused by a stock server.
 	DefaultMaxSessions = 10
@@ -76,10 +81,17 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// KeepAlive is the interval of keepalive@openssh.com requests; a
 	// connection that misses KeepAliveCountMax answers in a row is closed
-	// as dead. Zero takes ssh_config's ServerAliveInterval, else
-	// DefaultKeepAlive; negative disables keepalives.
-	KeepAlive         time.Duration
+	// as dead, failing its commands with a *NoAnswerError. Zero takes
+	// ssh_config's ServerAliveInterval (where 0 turns keepalives off),
+	// else DefaultKeepAlive; negative disables keepalives.
+	KeepAlive time.Duration
+	// KeepAliveCountMax zero takes ssh_config's ServerAliveCountMax, else
+	// DefaultKeepAliveCountMax.
 	KeepAliveCountMax int
+	// AnswerTimeout is how long, once a context is done, davit waits for
+	// the host to answer (stop a command, start one, finish a transfer)
+	// before it abandons the connection. Default DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
 	// MaxSessions bounds concurrent sessions per connection (the SFTP
 	// client, once opened, holds one). Default DefaultMaxSessions.
 	MaxSessions int
@@ -132,6 +144,9 @@ func NewDialer(opts Options) (*Dialer, error) {
 	}
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = DefaultKillGrace
+	}
+	if opts.AnswerTimeout <= 0 {
+		opts.AnswerTimeout = DefaultAnswerTimeout
 	}
 	d := &Dialer{
 		opts:     opts,
@@ -247,6 +262,12 @@ func (d *Dialer) dial(ctx context.Context, e *endpoint, via *jumpConn) (*conn, e
 			ClientVersion:     "SSH-2.0-davit",
 		}
 		client, err := d.handshake(ctx, e, via, cfg)
+		if err != nil && ctx.Err() != nil {
+			// The abandoned handshake may still be asking for a
+			// passphrase, holding a's lock: let go of a in the background.
+			go a.close()
+			return nil, err
+		}
 		a.close()
 		if err == nil {
 			return newConn(client, e.keepAlive, e.keepAliveMax), nil
@@ -303,16 +324,35 @@ func (d *Dialer) handshake(ctx context.Context, e *endpoint, via *jumpConn, cfg 
 		}
 	}
 	bc := &bannerConn{Conn: raw}
-	// Close the socket if ctx ends mid-handshake: x/crypto has no context
-	// and a channel through a jump host has no deadlines.
-	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	c, chans, reqs, err := xssh.NewClientConn(bc, e.addr(), cfg)
-	if !stop() {
-		if c != nil {
-			c.Close()
-		}
+	// x/crypto's handshake has no context. When ctx ends (ConnectTimeout
+	// included) the socket is closed, which ends the handshake over TCP,
+	// and the wait ends at once either way: a channel through a jump host
+	// ends only when the jump host relays the close, which a frozen one
+	// never does.
+	type result struct {
+		c     xssh.Conn
+		chans <-chan xssh.NewChannel
+		reqs  <-chan *xssh.Request
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, chans, reqs, err := xssh.NewClientConn(bc, e.addr(), cfg)
+		done <- result{c, chans, reqs, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		go raw.Close()
+		go func() {
+			if r := <-done; r.c != nil {
+				r.c.Close()
+			}
+		}()
 		return nil, context.Cause(ctx)
 	}
+	c, chans, reqs, err := r.c, r.chans, r.reqs, r.err
 	if err != nil {
 		raw.Close()
 		if !bc.sawBanner() && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), "connection reset")) {

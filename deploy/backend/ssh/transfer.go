@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pkg/sftp"
 
@@ -25,8 +26,14 @@ var errNoSFTP = errors.New("no sftp subsystem")
 // sftpClient returns the connection's SFTP client, opening it on first use.
 // It holds one session token for its lifetime.
 func (b *Backend) sftpClient(ctx context.Context) (*sftp.Client, error) {
-	b.sftpMu.Lock()
-	defer b.sftpMu.Unlock()
+	select {
+	case b.sftpLock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.conn.done:
+		return nil, b.conn.lost()
+	}
+	defer func() { <-b.sftpLock }()
 	if b.sftp != nil {
 		return b.sftp, nil
 	}
@@ -38,8 +45,10 @@ func (b *Backend) sftpClient(ctx context.Context) (*sftp.Client, error) {
 		return nil, err
 	}
 	fail := func(err error) (*sftp.Client, error) {
-		sess.Close()
-		b.release()
+		go func() {
+			sess.Close()
+			b.release()
+		}()
 		return nil, err
 	}
 	w, err := sess.StdinPipe()
@@ -50,9 +59,11 @@ func (b *Backend) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := sess.RequestSubsystem("sftp"); err != nil {
-		if b.conn.dead() {
-			return fail(b.conn.lost())
+	err = b.await(ctx, "the request for the SFTP subsystem", "", func() error { return sess.RequestSubsystem("sftp") })
+	var na *NoAnswerError
+	if err != nil {
+		if b.conn.dead() || ctx.Err() != nil || errors.As(err, &na) {
+			return fail(b.transferError(ctx, err))
 		}
 		// The server refused: remember it and fall back for good.
 		b.noSFTP = true
@@ -61,12 +72,35 @@ func (b *Backend) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	}
 	// Concurrent writes keep many packets in flight, which matters for
 	// large uploads; the temporary file absorbs any partial write.
-	c, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true))
+	var c *sftp.Client
+	err = b.await(ctx, "the SFTP subsystem's greeting", "", func() (err error) {
+		c, err = sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true), sftp.UseConcurrentReads(true))
+		return err
+	})
 	if err != nil {
-		return fail(fmt.Errorf("start sftp: %w", err))
+		return fail(fmt.Errorf("start sftp: %w", b.transferError(ctx, err)))
 	}
 	b.sftp, b.sftpSess = c, sess
 	return c, nil
+}
+
+// transferError prefers, for a failed transfer, the context's error, then
+// a host that stopped answering or a lost connection, over what the SFTP
+// client saw of it.
+func (b *Backend) transferError(ctx context.Context, err error) error {
+	var na *NoAnswerError
+	switch {
+	case errors.As(err, &na):
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ctx.Err(), na)
+		}
+		return na
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case b.conn.dead():
+		return b.conn.lost()
+	}
+	return err
 }
 
 // tempName is a hidden name beside p for writing before the rename.
@@ -91,19 +125,20 @@ func (b *Backend) Upload(ctx context.Context, r io.Reader, remotePath string, mo
 	if err != nil {
 		return b.errorf("upload %s: %w", remotePath, err)
 	}
-	if err := b.uploadSFTP(ctx, c, r, remotePath, mode); err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		} else if b.conn.dead() {
-			err = b.conn.lost()
-		}
-		return b.errorf("upload %s: %w", remotePath, err)
+	tmp := tempName(remotePath)
+	in := &ctxReader{ctx: ctx, r: r}
+	err = b.await(ctx, "the upload of "+remotePath, "a temporary file "+tmp+" may be left there", func() error {
+		return b.uploadSFTP(ctx, c, in, tmp, remotePath, mode)
+	})
+	in.stop()
+	if err != nil {
+		return b.errorf("upload %s: %w", remotePath, b.transferError(ctx, err))
 	}
 	return nil
 }
 
-func (b *Backend) uploadSFTP(ctx context.Context, c *sftp.Client, r io.Reader, remotePath string, mode fs.FileMode) (err error) {
-	tmp := tempName(remotePath)
+// uploadSFTP writes r to tmp and renames it over remotePath.
+func (b *Backend) uploadSFTP(ctx context.Context, c *sftp.Client, r io.Reader, tmp, remotePath string, mode fs.FileMode) (err error) {
 	f, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return err
@@ -120,7 +155,7 @@ func (b *Backend) uploadSFTP(ctx context.Context, c *sftp.Client, r io.Reader, r
 		return fmt.Errorf("chmod: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { f.Close() })
-	_, err = f.ReadFromWithConcurrency(&ctxReader{ctx, r}, 0)
+	_, err = f.ReadFromWithConcurrency(r, 0)
 	stop()
 	if cerr := f.Close(); err == nil && cerr != nil && !errors.Is(cerr, os.ErrClosed) {
 		err = cerr
@@ -149,7 +184,9 @@ func (b *Backend) uploadCat(ctx context.Context, r io.Reader, remotePath string,
 	script := fmt.Sprintf("cat > %s && chmod %04o %s && mv -f %s %s || { rm -f %s; exit 1; }",
 		tmp, mode.Perm(), tmp, tmp, dst, tmp)
 	// umask 077 keeps the file private until chmod sets its mode.
-	cmd := &deploy.Command{Args: []string{script}, Umask: "077", Stdin: &ctxReader{ctx, r}}
+	in := &ctxReader{ctx: ctx, r: r}
+	defer in.stop()
+	cmd := &deploy.Command{Args: []string{script}, Umask: "077", Stdin: in}
 	var stderr bytes.Buffer
 	res, err := b.Run(ctx, cmd, io.Discard, &limitedBuffer{buf: &stderr, max: 4096})
 	if err != nil {
@@ -170,21 +207,21 @@ func (b *Backend) Download(ctx context.Context, remotePath string, w io.Writer) 
 	if err != nil {
 		return b.errorf("download %s: %w", remotePath, err)
 	}
-	f, err := c.Open(remotePath)
-	if err != nil {
-		return b.errorf("download %s: %w", remotePath, err)
-	}
-	stop := context.AfterFunc(ctx, func() { f.Close() })
-	_, err = f.WriteTo(&ctxWriter{ctx, w})
-	stop()
-	f.Close()
-	if err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		} else if b.conn.dead() {
-			err = b.conn.lost()
+	out := &gate{}
+	err = b.await(ctx, "the download of "+remotePath, "", func() error {
+		f, err := c.Open(remotePath)
+		if err != nil {
+			return err
 		}
-		return b.errorf("download %s: %w", remotePath, err)
+		stop := context.AfterFunc(ctx, func() { f.Close() })
+		_, err = f.WriteTo(&ctxWriter{ctx, out.writer(w)})
+		stop()
+		f.Close()
+		return err
+	})
+	out.close()
+	if err != nil {
+		return b.errorf("download %s: %w", remotePath, b.transferError(ctx, err))
 	}
 	return nil
 }
@@ -201,18 +238,26 @@ func (b *Backend) downloadCat(ctx context.Context, remotePath string, w io.Write
 	return nil
 }
 
-// ctxReader stops a transfer between chunks once ctx ends.
+// ctxReader stops a transfer between chunks once ctx ends, and for good
+// once stop is called, so a transfer left behind on a host that stopped
+// answering no longer reads the caller's reader after the call returned.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+	ctx     context.Context
+	r       io.Reader
+	stopped atomic.Bool
 }
 
 func (c *ctxReader) Read(p []byte) (int, error) {
+	if c.stopped.Load() {
+		return 0, io.ErrClosedPipe
+	}
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
 	return c.r.Read(p)
 }
+
+func (c *ctxReader) stop() { c.stopped.Store(true) }
 
 type ctxWriter struct {
 	ctx context.Context
