@@ -25,3 +25,14 @@ func UseRecipe(rc Recipe, r *Registry, v *Vars) error {
 	}
 	return rc.RegisterHooks(r)
 }
+
+// VarsChecker is a recipe that can validate its variables before anything
+// runs: types, ranges and forms, every problem at once, so a mistake
+// (keep_releases="three") is refused at the start of a run rather than
+// found by the step that reads it, perhaps after the fleet switched. A run
+// calls CheckVars once its stage is selected, with the command line's
+// overrides in place (their values are strings, "3": a checker accepts
+// what the recipe's own reads accept).
+type VarsChecker interface {
+	CheckVars(v *Vars) error
+}

@@ -13,8 +13,7 @@ import (
 
 // linkedPaths returns linked_dirs and linked_files, refusing paths that
 // would escape shared/ or the release directory.
-func linkedPaths(c *tasks.Context) (dirs, files []string, err error) {
-	v := c.Executor.Vars
+func linkedPaths(v *tasks.Vars) (dirs, files []string, err error) {
 	if dirs, err = v.FetchStrings("linked_dirs"); err != nil {
 		return nil, nil, err
 	}
@@ -266,7 +265,7 @@ func (r *Recipe) checkDirectories(c *tasks.Context) error {
 }
 
 func (r *Recipe) planCheckDirectories(c *tasks.Context, st *runState) (hostPlan, error) {
-	dirs, files, err := linkedPaths(c)
+	dirs, files, err := linkedPaths(c.Executor.Vars)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +288,7 @@ func (r *Recipe) checkLinkedFiles(c *tasks.Context) error {
 }
 
 func (r *Recipe) planCheckLinkedFiles(c *tasks.Context, st *runState) (hostPlan, error) {
-	_, files, err := linkedPaths(c)
+	_, files, err := linkedPaths(c.Executor.Vars)
 	if err != nil || len(files) == 0 {
 		return nil, err
 	}
@@ -358,7 +357,7 @@ func (r *Recipe) planSCMCheck(sc scm.Scripted) planFunc {
 
 // setup is deploy:setup: the directories, made in one command per host.
 func (r *Recipe) setup(c *tasks.Context) error {
-	dirs, files, err := linkedPaths(c)
+	dirs, files, err := linkedPaths(c.Executor.Vars)
 	if err != nil {
 		return err
 	}

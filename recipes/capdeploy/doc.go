@@ -14,6 +14,13 @@
 // before publishing removes the new release everywhere; a failure while
 // publishing moves the hosts that switched back to the release they had.
 //
+// A dry run (tasks.Context.DryRun) walks the same flow, and every command
+// is only reported; what a command would have told is a placeholder that
+// nothing parses as data: the strategy's Resolve returns a revision marked
+// scm.Revision.Placeholder ("<revision of branch main>") without running
+// anything, every host's state reads as empty, a rollback goes to
+// "<previous release>", and the health check sends no request.
+//
 // Where things are:
 //
 //	recipe.go    the Recipe, its variables' defaults and its task list
@@ -21,7 +28,8 @@
 //	steps.go     how consecutive steps share one command per host (stepCombiner, runPlans)
 //	scripts.go   the remote shell scripts (scripts/*.sh, embedded), and running one
 //	check.go     deploy:check and its steps, deploy:setup
-//	lock.go      deploy:lock (which also reads each host's state), deploy:unlock
+//	lock.go      deploy:lock (which also reads each host's state; the first host by key alone,
+//	             then the rest), deploy:unlock
 //	update.go    deploy:updating: revision, release id, <scm>:update and create_release, REVISION, shared links
 //	publish.go   deploy:publishing: the switch of current, rolling publish in batches
 //	health.go    deploy:health_check
@@ -31,6 +39,7 @@
 //	run.go       one flow's state (runState, hostState)
 //	state.go     the on-server state davit keeps and the probe's parser
 //	releases.go  the releases task
+//	vars.go      CheckVars: every variable the recipe reads, validated before the run's first command
 //
 // testdata/*.golden is exactly what a host receives in a setup, a first
 // deploy, a repeat deploy and a rollback.

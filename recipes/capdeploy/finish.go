@@ -52,7 +52,7 @@ func cleanupPlan(s *serverState, keep int, current, inProgress string) (releases
 func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 	st := r.current()
 	if st == nil {
-		if _, err := keepReleases(c); err != nil {
+		if _, err := keepReleases(c.Executor.Vars); err != nil {
 			return err
 		}
 		var done func()
@@ -73,8 +73,8 @@ func (r *Recipe) cleanupTask(c *tasks.Context) (err error) {
 }
 
 // keepReleases reads keep_releases, which must be at least 1.
-func keepReleases(c *tasks.Context) (int, error) {
-	keep, err := c.Executor.Vars.FetchInt("keep_releases")
+func keepReleases(v *tasks.Vars) (int, error) {
+	keep, err := v.FetchInt("keep_releases")
 	if err != nil {
 		return 0, err
 	}
@@ -86,7 +86,7 @@ func keepReleases(c *tasks.Context) (int, error) {
 
 // planCleanup removes, on each host, what cleanupPlan says: one rm -rf.
 func (r *Recipe) planCleanup(c *tasks.Context, st *runState) (hostPlan, error) {
-	keep, err := keepReleases(c)
+	keep, err := keepReleases(c.Executor.Vars)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +128,14 @@ func (r *Recipe) planCleanup(c *tasks.Context, st *runState) (hostPlan, error) {
 	}, nil
 }
 
+// capitalize upper-cases s's first letter, for the start of a line.
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
 // logRevision is deploy:log_revision: one line in every host's
 // revisions.log, in Capistrano's words.
 func (r *Recipe) logRevision(c *tasks.Context) error {
@@ -146,6 +154,10 @@ func (r *Recipe) planLogRevision(c *tasks.Context, st *runState) (hostPlan, erro
 	} else {
 		rev, _ := st.revision()
 		line = fmt.Sprintf("Branch %s (at %s) deployed as release %s by %s", rev.Branch, rev.ID, id, st.user)
+		if rev.Source != "" {
+			// Not a branch (copy_dir): say what it is, in the same form.
+			line = fmt.Sprintf("%s (content %s) deployed as release %s by %s", capitalize(rev.Source), rev.ID, id, st.user)
+		}
 	}
 	step := tasks.Step{Name: "append to revisions.log", Script: logRevisionScript, Args: []string{st.layout.RevisionsLog(), oneLine(line)}}
 	return func(*tasks.HostContext, *hostState) (*hostWork, error) {

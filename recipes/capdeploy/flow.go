@@ -120,6 +120,11 @@ func (r *Recipe) deployFlow(c *tasks.Context) (err error) {
 		return r.fail(c, st, fmt.Errorf("the health check failed and health_check_rollback is off, so release %s stays live: %w", id, herr))
 	}
 	rev, _ := st.revision()
+	if c.DryRun() {
+		c.Info(fmt.Sprintf("dry run: would deploy release %s (%s) to %d %s; nothing was run", id, rev,
+			len(st.hosts), plural(len(st.hosts), "host", "hosts")))
+		return nil
+	}
 	c.Info(fmt.Sprintf("deployed release %s (%s) to %d %s in %s", id, rev,
 		len(st.hosts), plural(len(st.hosts), "host", "hosts"), time.Since(start).Round(time.Millisecond)))
 	return nil

@@ -127,7 +127,7 @@ func healthConfig(v *tasks.Vars) (healthSettings, error) {
 		return s, err
 	}
 	if s.timeout <= 0 {
-		s.timeout = defaultHealthTimeoutSecs * time.Second
+		return s, fmt.Errorf("health_check_timeout is %s; it must be more than 0 seconds", s.timeout)
 	}
 	if s.rollback, err = v.FetchBool("health_check_rollback"); err != nil {
 		return s, err
@@ -158,6 +158,13 @@ func (r *Recipe) healthCheck(c *tasks.Context) error {
 	cfg, err := healthConfig(c.Executor.Vars)
 	if err != nil {
 		return err
+	}
+	if c.DryRun() {
+		// A dry run sends no request: the servers run nothing new.
+		for _, t := range targets {
+			c.Info(fmt.Sprintf("dry run: %s: would GET %s until the page contains %q (at most %s)", t.host, t.url, cfg.expect, cfg.timeout))
+		}
+		return nil
 	}
 	byHost := map[string][]string{}
 	var hosts []*deploy.Host

@@ -263,12 +263,17 @@ func (e *env) runCtx(ctx context.Context, extra string, overrides map[string]str
 	}
 	pool := deploy.NewPool(connect)
 	defer pool.Close()
+	var localBackend deploy.Backend = local.New(dir)
+	if e.wrap != nil && e.dryRun {
+		// A dry run's run_locally only reports too, as the CLI's does.
+		localBackend = e.wrap(&deploy.Host{Name: runLocallyName}, localBackend)
+	}
 	ex := &tasks.Executor{
 		Registry: p.Registry(),
 		Vars:     p.Vars(),
 		Hosts:    p.Hosts(),
 		Pool:     pool,
-		Local:    local.New(dir),
+		Local:    localBackend,
 		Sink:     rec,
 		DryRun:   e.dryRun,
 	}
@@ -279,6 +284,10 @@ func (e *env) runCtx(ctx context.Context, extra string, overrides map[string]str
 	}
 	return rec, nil
 }
+
+// runLocallyName is the host name a dry run's wrap is given for the
+// backend of run_locally (the control machine).
+const runLocallyName = "(run_locally)"
 
 func (e *env) newRecipe() tasks.Recipe {
 	r := New().(*Recipe)

@@ -1,13 +1,20 @@
 package capdeploy
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // The whole life of an application on the local backend: first deploy,
@@ -247,4 +254,94 @@ func svnRepo(t *testing.T, e *env) string {
 		t.Fatalf("svn import: %v\n%s", err, out)
 	}
 	return repo
+}
+
+// A copy deploy names its source for what it is, a directory and its
+// content digest, in revisions.log and the closing summary; and every
+// command the recipe runs (on the host and on this machine) carries a
+// label, since the output formats show an unlabelled command's output as
+// the user's own.
+func TestLocalCopyNamesAndLabels(t *testing.T) {
+	e := newLocalEnv(t)
+	app := filepath.Join(t.TempDir(), "app")
+	if err := os.MkdirAll(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app, "index.html"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range []string{
+		`set("scm", "copy")` + "\n" + `set("copy_dir", "` + app + `")`,
+		`set("scm", "copy")`, // from the git repository, on this machine
+		``,                   // git
+	} {
+		rec := e.deploy(extra+"\n"+`set("linked_dirs", ["log"])`, nil)
+		for _, ev := range rec.Of(output.CommandStart) {
+			if ev.Label == "" {
+				t.Errorf("%q: a command without a label: %s", extra, ev.Command)
+			}
+		}
+		if strings.Contains(extra, "copy_dir") {
+			id := e.newestRelease()
+			log := e.read(0, "revisions.log")
+			if !regexp.MustCompile(`(?m)^Directory ` + regexp.QuoteMeta(app) + ` \(content [0-9a-f]{16}\) deployed as release ` + id + ` by `).MatchString(log) {
+				t.Errorf("revisions.log:\n%s", log)
+			}
+			if !regexp.MustCompile(`deployed release ` + id + ` \(directory ` + regexp.QuoteMeta(app) + `, content [0-9a-f]{12}\)`).MatchString(rec.text()) {
+				t.Errorf("the summary does not name the directory:\n%s", rec.text())
+			}
+		}
+	}
+	// The releases table reads the copy's line back like Capistrano's.
+	p := parseProbe("@@ releases\n20260101000000\n@@ log\nDirectory app (content c53e2e96a1b0c3d4) deployed as release 20260101000000 by ann\n", deploy.Layout{DeployTo: "/srv/app"})
+	if got := p.logged["20260101000000"]; got.revision != "c53e2e96a1b0c3d4" || got.branch != "app" || got.user != "ann" {
+		t.Errorf("parsed log entry %+v", got)
+	}
+}
+
+// A first deploy that fails after current moved (its restart hook fails)
+// removes current and the new release, says there was no release before
+// rather than "moved back to no release", and runs no restart hook again:
+// there is no release for it to bring back.
+func TestLocalFailedFirstDeploy(t *testing.T) {
+	e := newLocalEnv(t)
+	var restarts atomic.Int32
+	hooks := map[string]func(*tasks.Context) error{
+		"app:restart": func(*tasks.Context) error {
+			restarts.Add(1)
+			return errors.New("the app would not start")
+		},
+	}
+	rec, err := e.run(`after("deploy:published", "app:restart")`, nil, hooks, "deploy")
+	var fe *FleetError
+	if !errors.As(err, &fe) {
+		t.Fatalf("deploy: %v\n%s", err, rec.text())
+	}
+	if n := restarts.Load(); n != 1 {
+		t.Errorf("the restart hook ran %d times, want once (not again after the undo)", n)
+	}
+	if len(fe.Hosts) != 1 || !strings.HasPrefix(fe.Hosts[0].State, "removed the new release ") ||
+		!strings.HasSuffix(fe.Hosts[0].State, "; there was no release before") {
+		t.Errorf("summary: %+v", fe.Hosts)
+	}
+	if strings.Contains(err.Error(), "moved back to no release") || len(fe.Notes) > 0 {
+		t.Errorf("error:\n%v", err)
+	}
+	e.wantCurrent("")
+	e.wantReleases()
+	e.wantNoLock()
+
+	// A later deploy that fails the same way moves back, and restarts.
+	restarts.Store(0)
+	e.deploy("", nil)
+	first := e.newestRelease()
+	rec, err = e.run(`after("deploy:published", "app:restart")`, nil, hooks, "deploy")
+	if err == nil || !strings.Contains(err.Error(), "moved back to "+first) {
+		t.Fatalf("second deploy: %v\n%s", err, rec.text())
+	}
+	if n := restarts.Load(); n != 2 {
+		t.Errorf("the restart hook ran %d times, want twice (the new release, then the old)", n)
+	}
+	e.wantCurrent(first)
+	e.wantReleases(first)
 }

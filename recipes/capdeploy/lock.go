@@ -7,6 +7,7 @@ import (
 	"github.com/davit-deploy/davit/deploy/runner"
 	"github.com/davit-deploy/davit/recipes/scm"
 	"github.com/davit-deploy/davit/tasks"
+	"slices"
 	"strings"
 )
 
@@ -68,6 +69,13 @@ func (e *errLockHeld) Error() string {
 // lockTask is deploy:lock: the deploy lock on every deploy host. If any
 // host refuses, the locks taken on the others are released again, and the
 // error names every host that refused and who holds its lock.
+//
+// The first host in a fixed order (by host key) is locked alone, before
+// the others in parallel: of two deploys started at the same moment,
+// exactly one gets it and goes on, and the other is refused there, having
+// locked nothing. (Locking all at once, each could take some hosts, find
+// the other's lock on the rest, and both give up.) That costs one round
+// trip before the others', and no command more.
 func (r *Recipe) lockTask(c *tasks.Context) error {
 	st, done, err := r.state(c, opLock)
 	if err != nil {
@@ -81,7 +89,8 @@ func (r *Recipe) lock(c *tasks.Context, st *runState) error {
 	info := kvLines("user", st.user, "control", st.control, "pid", fmt.Sprint(pid()),
 		"since", r.now().UTC().Format(timeFormat), "operation", st.op, "token", st.token)
 	step := lockStep(st.layout, info, r.cacheFile(c, st))
-	err := st.on(c, func(hc *tasks.HostContext, hs *hostState) error {
+	take := func(hc *tasks.HostContext) error {
+		hs := st.host(hc.Host)
 		if hs.locked {
 			return nil
 		}
@@ -101,7 +110,18 @@ func (r *Recipe) lock(c *tasks.Context, st *runState) error {
 		hs.locked = true
 		hs.probe = parseProbe(out, st.layout)
 		return nil
-	})
+	}
+	hosts := c.Executor.Filter.Apply(st.hosts)
+	if len(hosts) == 0 {
+		return nil
+	}
+	first := slices.MinFunc(hosts, func(a, b *deploy.Host) int { return strings.Compare(a.Key(), b.Key()) })
+	if err := c.On([]*deploy.Host{first}, nil, take); err != nil {
+		// Refused (or unreachable) there: this run holds no lock.
+		return err
+	}
+	rest := slices.DeleteFunc(slices.Clone(hosts), func(h *deploy.Host) bool { return h.Key() == first.Key() })
+	err := c.On(rest, nil, take)
 	if err == nil {
 		return nil
 	}
@@ -186,10 +206,13 @@ func (r *Recipe) unlockTask(c *tasks.Context) error {
 		if err != nil {
 			return stepError("remove the deploy lock", err)
 		}
-		if rest, removed := after(out, "@@ removed"); removed {
+		switch rest, removed := after(out, "@@ removed"); {
+		case c.DryRun():
+			hc.Info("dry run: the deploy lock, if any, would be removed")
+		case removed:
 			_, li := parseProblems(secLock + "\n" + rest)
 			hc.Info("removed the deploy lock (" + li.String() + ")")
-		} else {
+		default:
 			hc.Info("no deploy lock")
 		}
 		return nil

@@ -69,24 +69,14 @@ func (r *Recipe) batches(c *tasks.Context, st *runState) ([][]*deploy.Host, time
 	if err != nil {
 		return nil, 0, err
 	}
+	if wait < 0 {
+		return nil, 0, fmt.Errorf("publish_batch_wait is %s; it cannot be negative", wait)
+	}
 	hosts := st.hosts
 	n := len(hosts)
-	size := n
-	spec = strings.TrimSpace(spec)
-	switch {
-	case spec == "" || spec == "0":
-	case strings.HasSuffix(spec, "%"):
-		p, err := strconv.ParseFloat(strings.TrimSuffix(spec, "%"), 64)
-		if err != nil || p <= 0 || p > 100 {
-			return nil, 0, fmt.Errorf("publish_batch %q: want a host count or a percentage in (0%%, 100%%]", spec)
-		}
-		size = max(1, int(math.Ceil(p*float64(n)/100)))
-	default:
-		k, err := strconv.Atoi(spec)
-		if err != nil || k < 0 {
-			return nil, 0, fmt.Errorf("publish_batch %q: want a host count or a percentage like 25%%", spec)
-		}
-		size = k
+	size, err := batchSize(spec, n)
+	if err != nil {
+		return nil, 0, err
 	}
 	if size <= 0 || size >= n {
 		return [][]*deploy.Host{hosts}, wait, nil
@@ -96,6 +86,28 @@ func (r *Recipe) batches(c *tasks.Context, st *runState) ([][]*deploy.Host, time
 		out = append(out, hosts[i:min(i+size, n)])
 	}
 	return out, wait, nil
+}
+
+// batchSize is how many of n hosts publish_batch (spec) publishes at
+// once: all of them when it is unset ("" or "0"), else a host count or a
+// percentage of n, rounded up.
+func batchSize(spec string, n int) (int, error) {
+	spec = strings.TrimSpace(spec)
+	switch {
+	case spec == "" || spec == "0":
+		return n, nil
+	case strings.HasSuffix(spec, "%"):
+		p, err := strconv.ParseFloat(strings.TrimSuffix(spec, "%"), 64)
+		if err != nil || p <= 0 || p > 100 {
+			return 0, fmt.Errorf("publish_batch %q: want a host count or a percentage in (0%%, 100%%]", spec)
+		}
+		return max(1, int(math.Ceil(p*float64(n)/100))), nil
+	}
+	k, err := strconv.Atoi(spec)
+	if err != nil || k < 0 {
+		return 0, fmt.Errorf("publish_batch %q: want a host count or a percentage like 25%%", spec)
+	}
+	return k, nil
 }
 
 // seconds reads a duration variable: a number of seconds, or a Go

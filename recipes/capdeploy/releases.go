@@ -39,6 +39,11 @@ func (r *Recipe) releases(c *tasks.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.DryRun() {
+		// The probes only reported their commands: there is no table.
+		c.Info("dry run: each host's releases would be read and listed")
+		return nil
+	}
 	var probes []hostProbe
 	for _, h := range st.hosts {
 		probes = append(probes, hostProbe{h.String(), st.host(h).probe})

@@ -49,6 +49,10 @@ func (r *Recipe) rollbackFlow(c *tasks.Context) error {
 		st.keptDespiteHealth()
 		return r.fail(c, st, fmt.Errorf("the health check failed and health_check_rollback is off, so release %s stays live: %w", st.release(), herr))
 	}
+	if c.DryRun() {
+		c.Info(fmt.Sprintf("dry run: would roll back to release %s on %d %s; nothing was run", st.release(), len(st.hosts), plural(len(st.hosts), "host", "hosts")))
+		return nil
+	}
 	c.Info(fmt.Sprintf("rolled back to release %s on %d %s", st.release(), len(st.hosts), plural(len(st.hosts), "host", "hosts")))
 	return nil
 }
@@ -94,16 +98,28 @@ func (r *Recipe) revertRelease(c *tasks.Context) error {
 	if err := r.ensureProbed(c, st); err != nil {
 		return err
 	}
-	var probes []hostProbe
-	for _, h := range st.hosts {
-		probes = append(probes, hostProbe{h.String(), st.host(h).probe})
-	}
-	target, warnings, err := chooseRollback(probes, explicit)
-	for _, w := range warnings {
-		c.Warn(w)
-	}
-	if err != nil {
-		return err
+	var target string
+	if c.DryRun() {
+		// The lock's probe ran nowhere, so no host's releases are known:
+		// a placeholder stands for the release a real run would choose.
+		target = explicit
+		if target == "" {
+			target = dryRunRollbackTarget
+			c.Info("dry run: the release to go back to would be chosen from every host's releases: the newest good one before current")
+		}
+	} else {
+		var probes []hostProbe
+		for _, h := range st.hosts {
+			probes = append(probes, hostProbe{h.String(), st.host(h).probe})
+		}
+		var warnings []string
+		target, warnings, err = chooseRollback(probes, explicit)
+		for _, w := range warnings {
+			c.Warn(w)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	st.mu.Lock()
 	st.releaseID = target
@@ -114,6 +130,10 @@ func (r *Recipe) revertRelease(c *tasks.Context) error {
 	c.Info("rolling back to release " + target)
 	return nil
 }
+
+// dryRunRollbackTarget stands for the release a dry run's rollback would
+// go back to.
+const dryRunRollbackTarget = "<previous release>"
 
 type hostProbe struct {
 	name  string

@@ -116,7 +116,7 @@ type lockInfo struct {
 
 func (l *lockInfo) String() string {
 	if l == nil || len(l.values) == 0 {
-		return "a deploy lock with no details (its holder died while taking it)"
+		return "a deploy lock with no details (its holder died while taking it, or is taking it right now)"
 	}
 	v := l.values
 	who := v["user"]
@@ -172,7 +172,9 @@ const (
 )
 
 var (
-	logLine = regexp.MustCompile(`^Branch (.*) \(at (\S*)\) deployed as release ([0-9]{14}) by (.*)$`)
+	// Capistrano's line, and davit's for a source that is no branch
+	// ("Directory app (content c53e…) deployed as …").
+	logLine = regexp.MustCompile(`^(?:Branch|Directory) (.*) \((?:at|content) (\S*)\) deployed as release ([0-9]{14}) by (.*)$`)
 )
 
 // parseProbe reads probe.sh's output (possibly after other lines,

@@ -111,11 +111,20 @@ func (r *Recipe) removeRelease(c *tasks.Context, st *runState, hosts []*deploy.H
 	})
 }
 
+// hadNoRelease reports whether the host had no current before the run
+// (its first deploy): there is nothing to move back to then, nor to
+// restart.
+func hadNoRelease(hs *hostState) bool {
+	return hs.probe != nil && hs.probe.currentTarget == ""
+}
+
 // restore moves every host that switched back to what current pointed at
 // before the run (the exact link, whether absolute or relative), reruns
 // deploy:published on those hosts so their restart hooks bring the old
-// release back up, then removes the new release. It returns a note when
-// the restart hooks fail.
+// release back up, then removes the new release. A host that had no
+// release before loses current instead, and its restart hooks are not
+// rerun: there is no release for them to bring back. It returns a note
+// when the restart hooks fail.
 func (r *Recipe) restore(c *tasks.Context, st *runState) string {
 	id := st.release()
 	var switched []*deploy.Host
@@ -128,13 +137,19 @@ func (r *Recipe) restore(c *tasks.Context, st *runState) string {
 	_ = c.On(switched, nil, func(hc *tasks.HostContext) error {
 		hs := st.host(hc.Host)
 		// The exact link it had, or none when there was no current before.
-		step := switchStep("move current back to "+was(hs), st.layout, hs.probe.currentTarget, "")
-		if _, err := runStep(hc, step); err != nil {
+		name := "move current back to " + was(hs)
+		if hadNoRelease(hs) {
+			name = "remove current (there was no release before)"
+		}
+		if _, err := runStep(hc, switchStep(name, st.layout, hs.probe.currentTarget, "")); err != nil {
 			hs.outcome = fmt.Sprintf("NOT moved back: may still be on %s (%s)", id, reason(err))
 			return err
 		}
 		hs.switched = false
 		hs.outcome = "moved back to " + was(hs)
+		if hadNoRelease(hs) {
+			hs.outcome = "current removed; there was no release before"
+		}
 		return nil
 	})
 	for _, h := range switched {
@@ -145,7 +160,7 @@ func (r *Recipe) restore(c *tasks.Context, st *runState) string {
 	note := ""
 	var restart []*deploy.Host
 	for _, h := range moved {
-		if st.host(h).published {
+		if hs := st.host(h); hs.published && !hadNoRelease(hs) {
 			restart = append(restart, h)
 		}
 	}
@@ -179,9 +194,12 @@ func (r *Recipe) restore(c *tasks.Context, st *runState) string {
 		r.removeRelease(c, st, remove)
 		for _, h := range moved {
 			hs := st.host(h)
-			if hs.created {
+			switch {
+			case hs.created:
 				hs.outcome = prev[h.Key()] + fmt.Sprintf(" (new release %s left behind; deploy:cleanup removes it)", id)
-			} else {
+			case hadNoRelease(hs):
+				hs.outcome = fmt.Sprintf("removed the new release %s; there was no release before", id)
+			default:
 				hs.outcome = prev[h.Key()] + fmt.Sprintf(" (new release %s removed)", id)
 			}
 		}

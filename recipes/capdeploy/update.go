@@ -310,7 +310,7 @@ func (r *Recipe) planSymlinkShared(c *tasks.Context, st *runState) (hostPlan, er
 	if err != nil {
 		return nil, err
 	}
-	dirs, files, err := linkedPaths(c)
+	dirs, files, err := linkedPaths(c.Executor.Vars)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ package scm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -76,7 +77,8 @@ type copySource struct {
 	git     gitSource
 }
 
-func readCopySource(c *tasks.Context) (copySource, error) {
+// readCopyOptions reads and validates copy_dir and copy_exclude.
+func readCopyOptions(c *tasks.Context) (copySource, error) {
 	var s copySource
 	var err error
 	if s.dir, err = optString(c, "copy_dir"); err != nil {
@@ -96,6 +98,14 @@ func readCopySource(c *tasks.Context) (copySource, error) {
 		return s, err
 	}
 	if s.exclude, err = newExcluder(patterns); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func readCopySource(c *tasks.Context) (copySource, error) {
+	s, err := readCopyOptions(c)
+	if err != nil {
 		return s, err
 	}
 	if s.dir == "" {
@@ -136,6 +146,15 @@ func (s *copyStrategy) Resolve(c *tasks.Context) (Revision, error) {
 	if err != nil {
 		return Revision{}, fmt.Errorf("copy: %w", err)
 	}
+	if c.DryRun() {
+		// A dry run builds no archive (nor a temporary directory for it).
+		rev, err := s.dryRunRevision(c, src)
+		if err != nil {
+			return Revision{}, err
+		}
+		s.resolved = &rev
+		return rev, nil
+	}
 	tmp, err := os.MkdirTemp("", "davit-copy-")
 	if err != nil {
 		return Revision{}, fmt.Errorf("copy: %w", err)
@@ -155,6 +174,19 @@ func (s *copyStrategy) Resolve(c *tasks.Context) (Revision, error) {
 	return rev, nil
 }
 
+// dryRunRevision is the revision a dry run deploys: a placeholder for
+// the content of copy_dir, or the git revision's (resolveGit's dry run).
+func (s *copyStrategy) dryRunRevision(c *tasks.Context, src copySource) (Revision, error) {
+	if src.dir == "" {
+		return resolveGit(c, "copy", src.git, false)
+	}
+	dir := filepath.Clean(src.dir)
+	c.Info(fmt.Sprintf("copy: dry run: copy_dir %s would be archived here and uploaded to each host", dir))
+	rev := placeholderRevision("content", "directory "+dir, dir)
+	rev.Source = "directory " + dir
+	return rev, nil
+}
+
 // fromDir archives copy_dir. The directory is located by a run_locally
 // command (`cd DIR && pwd -P`), so a relative copy_dir means the same as
 // in the Deployfile's own run_locally commands and a missing one fails
@@ -163,7 +195,7 @@ func (s *copyStrategy) fromDir(c *tasks.Context, src copySource, archive string)
 	var abs string
 	err := c.RunLocally(func(hc *tasks.HostContext) error {
 		var err error
-		abs, err = hc.Capture([]string{"pwd", "-P"}, tasks.CommandOptions{Within: src.dir})
+		abs, err = hc.Capture([]string{"pwd", "-P"}, tasks.CommandOptions{Within: src.dir, Label: "locate copy_dir " + src.dir})
 		return err
 	})
 	if err != nil {
@@ -189,7 +221,8 @@ func (s *copyStrategy) fromDir(c *tasks.Context, src copySource, archive string)
 	if len(skipped) > 0 {
 		c.Warn(fmt.Sprintf("copy: left out %d special files (sockets, devices, pipes): %s", len(skipped), listSome(skipped, 10)))
 	}
-	rev := Revision{ID: digest[:16], Branch: filepath.Clean(src.dir)}
+	dir := filepath.Clean(src.dir)
+	rev := Revision{ID: digest[:16], Branch: dir, Source: "directory " + dir}
 	c.Info(fmt.Sprintf("copy: archived %s (%d files, %s) as %s", abs, a.files, sizeString(archive), rev.ID))
 	return rev, nil
 }
@@ -207,17 +240,19 @@ func (s *copyStrategy) fromGit(c *tasks.Context, src copySource, tmp, archive st
 	gitTar := filepath.Join(tmp, "git.tar")
 	url, tree := src.git.url, src.git.tree
 	err = c.RunLocally(func(hc *tasks.HostContext) error {
-		if err := hc.Execute([]string{"git", "init", "--bare", "--quiet", bare}, tasks.CommandOptions{Env: gitEnv()}); err != nil {
+		if err := hc.Execute([]string{"git", "init", "--bare", "--quiet", bare}, tasks.CommandOptions{Env: gitEnv(), Label: "make a scratch repository"}); err != nil {
 			return err
 		}
-		in := tasks.CommandOptions{Env: gitEnv(), Within: bare}
-		if err := hc.Execute([]string{"git", "fetch", "--quiet", "--depth=1", "--", url, rev.ID}, in); err != nil {
+		in := func(label string) tasks.CommandOptions {
+			return tasks.CommandOptions{Env: gitEnv(), Within: bare, Label: label}
+		}
+		if err := hc.Execute([]string{"git", "fetch", "--quiet", "--depth=1", "--", url, rev.ID}, in("fetch commit "+shortSHA(rev.ID))); err != nil {
 			c.Warn(fmt.Sprintf("copy: %s refused a fetch of commit %s alone (%s); fetching all branches and tags", url, rev.ID, reason(err)))
-			if err := hc.Execute([]string{"git", "fetch", "--quiet", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}, in); err != nil {
+			if err := hc.Execute([]string{"git", "fetch", "--quiet", "--", url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}, in("fetch every branch and tag")); err != nil {
 				return err
 			}
 		}
-		ok, err := hc.Test([]string{"git", "cat-file", "-e", rev.ID + "^{commit}"}, in)
+		ok, err := hc.Test([]string{"git", "cat-file", "-e", rev.ID + "^{commit}"}, in("check commit "+shortSHA(rev.ID)))
 		if err != nil {
 			return err
 		}
@@ -225,11 +260,11 @@ func (s *copyStrategy) fromGit(c *tasks.Context, src copySource, tmp, archive st
 			return fmt.Errorf("commit %s (%s) is not in %s", rev.ID, rev.Branch, url)
 		}
 		if tree != "" {
-			if err := checkTree(hc, in, rev, tree); err != nil {
+			if err := checkTree(hc, in(""), rev, tree); err != nil {
 				return err
 			}
 		}
-		ct, err := hc.Capture([]string{"git", "log", "-1", "--format=%ct", rev.ID}, in)
+		ct, err := hc.Capture([]string{"git", "log", "-1", "--format=%ct", rev.ID}, in("read the commit's time"))
 		if err != nil {
 			return err
 		}
@@ -240,7 +275,7 @@ func (s *copyStrategy) fromGit(c *tasks.Context, src copySource, tmp, archive st
 		if tree != "" {
 			args = append(args, tree)
 		}
-		return hc.Execute(args, in)
+		return hc.Execute(args, in("export commit "+shortSHA(rev.ID)))
 	})
 	if err != nil {
 		return Revision{}, fmt.Errorf("copy: archive %s of %s: %w", rev.ID, url, err)
@@ -305,6 +340,20 @@ func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revis
 	if err := checkReleaseDir(dir); err != nil {
 		return fail(err)
 	}
+	unpack := func(in io.Reader) error {
+		err := hc.Execute([]string{"tar", "-x", "-z", "-f", "-", "-C", dir}, tasks.CommandOptions{
+			Stdin: in,
+			Label: "upload and unpack release archive " + shortID(rev.ID),
+		})
+		if err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	if rev.Placeholder {
+		// A dry run built no archive: the command is all it shows.
+		return unpack(strings.NewReader(""))
+	}
 	s.mu.Lock()
 	archive, resolved := s.archive, s.resolved
 	s.mu.Unlock()
@@ -323,14 +372,15 @@ func (s *copyStrategy) Release(hc *tasks.HostContext, l deploy.Layout, rev Revis
 		return fail(err)
 	}
 	defer f.Close()
-	err = hc.Execute([]string{"tar", "-x", "-z", "-f", "-", "-C", dir}, tasks.CommandOptions{
-		Stdin: f,
-		Label: "upload and unpack release archive " + rev.ID,
-	})
-	if err != nil {
-		return fail(err)
+	return unpack(f)
+}
+
+// shortID is a revision id cut for a label: a sha or digest to 12 digits.
+func shortID(id string) string {
+	if len(id) > 12 && copyIDPattern.MatchString(id) {
+		return id[:12]
 	}
-	return nil
+	return id
 }
 
 // RevisionTime is the commit's time for a git source (read from the

@@ -114,7 +114,7 @@ func (g *gitStrategy) Resolve(c *tasks.Context) (Revision, error) {
 // commit rather than surfacing later as a broken archive.
 func (g *gitStrategy) Update(hc *tasks.HostContext, l deploy.Layout, rev Revision) error {
 	fail := func(err error) error { return fmt.Errorf("git update on %s: %w", hc.Host, err) }
-	cached, err := hc.Test([]string{"test", "-f", g.CacheFile(l)}, tasks.CommandOptions{})
+	cached, err := hc.Test([]string{"test", "-f", g.CacheFile(l)}, tasks.CommandOptions{Label: "look for the git mirror"})
 	if err != nil {
 		return fail(err)
 	}
@@ -150,8 +150,8 @@ func (g *gitStrategy) UpdateStep(c *tasks.Context, l deploy.Layout, rev Revision
 	if err := validateRepoURL(url); err != nil {
 		return nil, err
 	}
-	if !isFullSHA(rev.ID) {
-		return nil, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
+	if err := checkSHA(rev); err != nil {
+		return nil, err
 	}
 	if cached {
 		return &tasks.Step{Name: "update the git mirror", Script: gitFetchScript, Args: []string{l.Repo(), url}, Env: gitEnv()}, nil
@@ -176,8 +176,8 @@ func (g *gitStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revisio
 	if err := checkReleaseDir(dir); err != nil {
 		return tasks.Step{}, err
 	}
-	if !isFullSHA(rev.ID) {
-		return tasks.Step{}, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
+	if err := checkSHA(rev); err != nil {
+		return tasks.Step{}, err
 	}
 	tree, err := optString(c, "repo_tree")
 	if err != nil {
@@ -197,15 +197,24 @@ func (g *gitStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revisio
 // (the control machine resolved the commit with ls-remote): a git log in
 // the mirror, which the deploy recipe runs in the export's command.
 func (g *gitStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, []string, error) {
-	if !isFullSHA(rev.ID) {
-		return time.Time{}, nil, fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
+	if err := checkSHA(rev); err != nil {
+		return time.Time{}, nil, err
 	}
 	return time.Time{}, []string{"git", "--git-dir=" + l.Repo(), "log", "-1", "--format=%ct", rev.ID}, nil
 }
 
+// checkSHA refuses a revision id that is not a full commit sha (a dry
+// run's placeholder stands for one).
+func checkSHA(rev Revision) error {
+	if !rev.Placeholder && !isFullSHA(rev.ID) {
+		return fmt.Errorf("revision id %q is not a full commit sha", rev.ID)
+	}
+	return nil
+}
+
 // shortSHA is a commit id cut for a label.
 func shortSHA(id string) string {
-	if len(id) > 12 {
+	if len(id) > 12 && isFullSHA(id) {
 		return id[:12]
 	}
 	return id

@@ -184,6 +184,17 @@ func readGitSource(c *tasks.Context) (gitSource, error) {
 	if err := validateRepoURL(s.url); err != nil {
 		return s, err
 	}
+	url := s.url
+	s, err = readGitSelection(c)
+	s.url = url
+	return s, err
+}
+
+// readGitSelection reads and validates what to deploy of the repository
+// (the selector and repo_tree), leaving url empty.
+func readGitSelection(c *tasks.Context) (gitSource, error) {
+	var s gitSource
+	var err error
 	if s.sel, err = readSelector(c); err != nil {
 		return s, err
 	}
@@ -203,7 +214,7 @@ func readGitSource(c *tasks.Context) (gitSource, error) {
 func lsRemote(hc *tasks.HostContext, url string, opts []string, patterns ...string) (string, error) {
 	args := append([]string{"git", "ls-remote"}, opts...)
 	args = append(append(args, "--", url), patterns...)
-	return hc.Capture(args, tasks.CommandOptions{Env: gitEnv()})
+	return hc.Capture(args, tasks.CommandOptions{Env: gitEnv(), Label: "list the repository's refs (git ls-remote)"})
 }
 
 // resolveGit turns src's selector into a commit with git ls-remote, on the
@@ -217,6 +228,12 @@ func resolveGit(c *tasks.Context, tool string, src gitSource, fallback bool) (Re
 		// Update (or the copy strategy's fetch) checks that it exists.
 		c.Info(fmt.Sprintf("%s: deploying revision %s of %s", tool, sel.value, src.url))
 		return Revision{ID: sel.value, Branch: sel.value}, nil
+	}
+	if c.DryRun() {
+		// A dry run runs nothing, not even ls-remote; what it would
+		// resolve stands in for the commit.
+		c.Info(fmt.Sprintf("%s: dry run: the commit of %s %s would be looked up in %s", tool, sel.kind, sel.value, src.url))
+		return placeholderRevision("revision", sel.kind+" "+sel.value, sel.value), nil
 	}
 	var opts, patterns []string
 	switch sel.kind {
@@ -390,6 +407,7 @@ func pickVersion(constraint string, tags map[string]string) (string, error) {
 // repository the options' Within points at. (A "rev:path" spec cannot take
 // a ^{tree} suffix: everything after the colon is the path.)
 func checkTree(hc *tasks.HostContext, in tasks.CommandOptions, rev Revision, tree string) error {
+	in.Label = "check repo_tree " + tree
 	kind, err := hc.Capture([]string{"git", "cat-file", "-t", rev.ID + ":" + tree}, in)
 	var ce *tasks.CommandError
 	if errors.As(err, &ce) && ce.Err == nil {

@@ -24,6 +24,21 @@ type Revision struct {
 	// Branch is what the user asked for, as revisions.log records it: a
 	// branch, tag, version constraint's chosen tag, or "r1234".
 	Branch string
+	// Source, when set, names where a revision that is no branch came
+	// from ("directory app", for the copy strategy's copy_dir), and
+	// messages say it instead of Branch.
+	Source string
+	// Placeholder: nothing resolved this revision, since a dry run runs
+	// nothing; ID says so in words ("<revision of branch main>"), and the
+	// strategies take it for what it stands for instead of refusing it as
+	// not a commit sha. Only a dry run has one.
+	Placeholder bool
+}
+
+// placeholderRevision is what a dry run deploys in place of the revision
+// a real run would resolve: what of what it stands for.
+func placeholderRevision(what, of, branch string) Revision {
+	return Revision{ID: "<" + what + " of " + of + ">", Branch: branch, Placeholder: true}
 }
 
 // Strategy moves a revision's files onto hosts. The deploy recipe calls
@@ -89,15 +104,21 @@ type RevisionTimer interface {
 	RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (t time.Time, command []string, err error)
 }
 
-// String is the revision as messages and revisions.log show it: what was
-// asked for and the exact content, e.g. "v1.4.2 (1a2b3c4d5e6f)". A sha
-// is cut to 12 digits, enough to be unique in any real repository.
+// String is the revision as messages show it: what was asked for and the
+// exact content, e.g. "v1.4.2 (1a2b3c4d5e6f)", or for a source that is no
+// branch, what it is and its content ("directory app, content
+// c53e2e96a1b0"). A sha or digest is cut to 12 digits, enough to be
+// unique in any real repository. A dry run's placeholder is its words.
 func (r Revision) String() string {
 	id := r.ID
-	if len(id) > 12 && isFullSHA(id) {
+	if len(id) > 12 && (isFullSHA(id) || copyIDPattern.MatchString(id)) {
 		id = id[:12]
 	}
 	switch {
+	case r.Placeholder:
+		return r.ID
+	case r.Source != "":
+		return r.Source + ", content " + id
 	case r.Branch == "" || r.Branch == r.ID:
 		return r.ID
 	case id == "":

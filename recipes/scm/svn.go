@@ -94,6 +94,17 @@ func readSVNSource(c *tasks.Context) (svnSource, error) {
 	if err := validateRepoURL(s.url); err != nil {
 		return s, err
 	}
+	url := s.url
+	s, err = readSVNOptions(c)
+	s.url = url
+	return s, err
+}
+
+// readSVNOptions reads and validates the svn strategy's variables other
+// than repo_url (the revision and the credentials), leaving url empty.
+func readSVNOptions(c *tasks.Context) (svnSource, error) {
+	var s svnSource
+	var err error
 	if s.revision, err = optString(c, "revision"); err != nil {
 		return s, err
 	}
@@ -142,12 +153,16 @@ func parseSVNRevision(r string) (string, error) {
 
 // svnBranch is Revision.Branch: the URL's last path element at the
 // revision, e.g. "trunk@r1234".
-func svnBranch(url, rev string) string {
+func svnBranch(url, rev string) string { return svnLine(url) + "@r" + rev }
+
+// svnLine is the URL's last path element: the line of development
+// ("trunk", a branch's name).
+func svnLine(url string) string {
 	u := strings.TrimRight(url, "/")
 	if i := strings.LastIndex(u, "/"); i >= 0 {
 		u = u[i+1:]
 	}
-	return u + "@r" + rev
+	return u
 }
 
 // Check reports a missing svn, invalid variables and a URL the host cannot
@@ -200,12 +215,21 @@ func (s *svnStrategy) Resolve(c *tasks.Context) (Revision, error) {
 		return Revision{}, fmt.Errorf("svn: %w", err)
 	}
 	rev := src.revision
+	if rev == "" && c.DryRun() {
+		// A dry run asks no server: what it would ask stands in.
+		c.Info(fmt.Sprintf("svn: dry run: the last-changed revision of %s would be asked for", src.url))
+		r := placeholderRevision("last-changed revision", src.url, svnLine(src.url))
+		s.resolved = &r
+		return r, nil
+	}
 	if rev == "" {
 		var out string
 		where, err := firstReachable(c, "svn", src.url, true, func(hc *tasks.HostContext) error {
 			args := append([]string{"svn", "info", "--show-item", "last-changed-revision"}, src.auth.args()...)
 			var err error
-			out, err = hc.Capture(append(args, "--", src.url), src.auth.opts())
+			opts := src.auth.opts()
+			opts.Label = "ask svn for the last-changed revision"
+			out, err = hc.Capture(append(args, "--", src.url), opts)
 			return err
 		})
 		if err != nil {
@@ -261,6 +285,9 @@ func (s *svnStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revisio
 		return tasks.Step{}, err
 	}
 	id, err := parseSVNRevision(rev.ID)
+	if rev.Placeholder {
+		id, err = rev.ID, nil
+	}
 	if err != nil || id != rev.ID {
 		return tasks.Step{}, fmt.Errorf("revision id %q is not an svn revision number", rev.ID)
 	}
@@ -278,6 +305,11 @@ func (s *svnStrategy) ReleaseStep(c *tasks.Context, l deploy.Layout, rev Revisio
 // per run on the control machine (or the primary host when the control
 // machine cannot reach the repository): one svn info for the whole fleet.
 func (s *svnStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revision) (time.Time, []string, error) {
+	if rev.Placeholder || c.DryRun() {
+		// Unknown: a dry run asks no server (the recipe writes the
+		// release's time in its stead).
+		return time.Time{}, nil, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.revTime.IsZero() && s.revTimeOf == rev.ID {
@@ -295,7 +327,9 @@ func (s *svnStrategy) RevisionTime(c *tasks.Context, l deploy.Layout, rev Revisi
 	_, err = firstReachable(c, "svn", src.url, true, func(hc *tasks.HostContext) error {
 		args := append([]string{"svn", "info", "--show-item", "last-changed-date"}, src.auth.args()...)
 		var err error
-		out, err = hc.Capture(append(args, "--", src.url+"@"+id), src.auth.opts())
+		opts := src.auth.opts()
+		opts.Label = "ask svn for the revision's date"
+		out, err = hc.Capture(append(args, "--", src.url+"@"+id), opts)
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,8 @@ package scm
 import (
 	"strings"
 	"testing"
+
+	"github.com/davit-deploy/davit/tasks"
 )
 
 func TestValidateRef(t *testing.T) {
@@ -147,6 +149,8 @@ func TestRevisionString(t *testing.T) {
 		{Revision{ID: sha, Branch: sha}, sha},
 		{Revision{ID: "1234", Branch: "trunk@r1234"}, "trunk@r1234 (1234)"},
 		{Revision{ID: "1234"}, "1234"},
+		{Revision{ID: "c53e2e96a1b0c3d4", Branch: "app", Source: "directory app"}, "directory app, content c53e2e96a1b0"},
+		{placeholderRevision("revision", "branch main", "main"), "<revision of branch main>"},
 	} {
 		if got := tt.rev.String(); got != tt.want {
 			t.Errorf("%+v.String() = %q, want %q", tt.rev, got, tt.want)
@@ -215,5 +219,43 @@ func TestParseLsRemote(t *testing.T) {
 	r = parseLsRemote(c + "\trefs/tags/v1^{}\n" + b + "\trefs/tags/v1\n")
 	if r.tags["v1"] != c {
 		t.Errorf("peeled tag = %s", r.tags["v1"])
+	}
+}
+
+// CheckVars finds every strategy's wrong variables by their form, without
+// running anything; an unset repo_url is not its business.
+func TestCheckVars(t *testing.T) {
+	vars := func(kv ...any) *tasks.Vars {
+		v := tasks.NewVars()
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i].(string), kv[i+1], tasks.Position{})
+		}
+		return v
+	}
+	for _, tt := range []struct {
+		name string
+		v    *tasks.Vars
+		want []string // one substring per problem, in order
+	}{
+		{"gti", vars(), []string{`scm: unknown scm "gti" (did you mean git?)`}},
+		{"git", vars(), nil},
+		{"git", vars("repo_url", "ext::sh -c evil", "branch", "a b", "repo_tree", "../up"), []string{"repo_url", `branch "a b": contains whitespace`}},
+		{"git", vars("tag", "v1", "revision", "abcd"), []string{"revision and tag are both set"}},
+		{"svn", vars("revision", "HEAD", "svn_username", "-x"), []string{`revision "HEAD": want an svn revision number`}},
+		{"copy", vars("copy_dir", "-app"), []string{`copy_dir "-app": starts with '-'`}},
+		{"copy", vars("copy_exclude", []any{"[x"}), []string{"[x"}},
+		{"copy", vars("copy_dir", "app", "branch", "a;b"), nil}, // a directory: no git selector
+		{"copy", vars("branch", "a;b"), []string{`branch "a;b": contains ';'`}},
+	} {
+		errs := CheckVars(tt.name, tt.v)
+		if len(errs) != len(tt.want) {
+			t.Errorf("CheckVars(%s, %v) = %v, want %d problems", tt.name, tt.v.Names(), errs, len(tt.want))
+			continue
+		}
+		for i, w := range tt.want {
+			if !strings.Contains(errs[i].Error(), w) {
+				t.Errorf("CheckVars(%s): problem %d = %q, want %q", tt.name, i, errs[i], w)
+			}
+		}
 	}
 }

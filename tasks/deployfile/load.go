@@ -392,6 +392,28 @@ func (p *Project) Hosts() []*deploy.Host {
 	return mergeHosts(decls)
 }
 
+// CheckRecipes asks every Go recipe the Deployfile use()d that validates
+// its variables (tasks.VarsChecker) to do so, in name order, and returns
+// all their problems at once. Call it once the stage is selected: a stage
+// may set variables too.
+func (p *Project) CheckRecipes() error {
+	p.mu.Lock()
+	var checkers []tasks.VarsChecker
+	for _, name := range slices.Sorted(maps.Keys(p.used)) {
+		if vc, ok := p.recipes[name].(tasks.VarsChecker); ok {
+			checkers = append(checkers, vc)
+		}
+	}
+	p.mu.Unlock()
+	var errs []error
+	for _, vc := range checkers {
+		if err := vc.CheckVars(p.vars); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // HostSources are the host sources recorded by recipe builtins
 // (BuiltinCall.AddHostSource): those recorded at the top level, then the
 // selected stage's. None of them has been asked for hosts; resolving them

@@ -140,10 +140,15 @@ func (r *Run) UseStage(ctx context.Context, name string) error {
 // Check finds, before anything runs, every task name that is not defined,
 // every hook anywhere in the Deployfile and its recipes that names an
 // unknown task (to hook, or to run), and every cycle of hooks reachable
-// from the tasks asked for. All problems are reported at once.
+// from the tasks asked for, and every problem the recipes in use find with
+// their variables (Project.CheckRecipes). All problems are reported at
+// once.
 func (r *Run) Check(names ...string) error {
 	var errs []error
 	if err := r.project.Registry().CheckHookNames(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.project.CheckRecipes(); err != nil {
 		errs = append(errs, err)
 	}
 	for _, name := range names {
