@@ -163,6 +163,10 @@ func renderTable(rows [][]string) string {
 	return b.String()
 }
 
+// String is the table with its columns aligned, a line per row after the
+// header, as the text formats print it; nil is "".
+func (t *Table) String() string { return t.render() }
+
 // render aligns the table's columns; nil renders nothing.
 func (t *Table) render() string {
 	if t == nil {

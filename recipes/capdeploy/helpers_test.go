@@ -44,7 +44,13 @@ func (r *recorder) messages() []string {
 	return out
 }
 
-func (r *recorder) text() string { return strings.Join(r.messages(), "\n") }
+func (r *recorder) text() string {
+	lines := r.messages()
+	for _, ev := range r.Of(output.TableKind) {
+		lines = append(lines, ev.Table.String())
+	}
+	return strings.Join(lines, "\n")
+}
 
 // commands counts the commands each host ran.
 func (r *recorder) commands() map[string]int {

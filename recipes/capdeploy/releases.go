@@ -1,13 +1,12 @@
 package capdeploy
 
 import (
-	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/tasks"
 )
 
@@ -48,12 +47,18 @@ func (r *Recipe) releases(c *tasks.Context) error {
 	for _, h := range st.hosts {
 		probes = append(probes, hostProbe{h.String(), st.host(h).probe})
 	}
-	c.Info(releasesTable(probes))
+	table, none := releasesTable(probes)
+	if table == nil {
+		c.Info(none)
+		return nil
+	}
+	c.Emit(output.Event{Kind: output.TableKind, Table: table})
 	return nil
 }
 
-// releasesTable renders the fleet's releases.
-func releasesTable(hosts []hostProbe) string {
+// releasesTable is the fleet's releases, newest first; with none, it is
+// nil and none says so.
+func releasesTable(hosts []hostProbe) (table *output.Table, none string) {
 	ids := map[string]bool{}
 	for _, h := range hosts {
 		for _, id := range h.probe.releases {
@@ -61,25 +66,22 @@ func releasesTable(hosts []hostProbe) string {
 		}
 	}
 	if len(ids) == 0 {
-		var lines []string
+		lines := []string{"no releases"}
 		for _, h := range hosts {
 			if h.probe.missing {
 				lines = append(lines, h.name+": no deploy_to yet")
 			}
 		}
-		return strings.Join(append([]string{"no releases"}, lines...), "\n")
+		return nil, strings.Join(lines, "\n")
 	}
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RELEASE\tREVISION\tDEPLOYED AT (UTC)\tBY\tSTATE\tHOSTS")
+	table = &output.Table{Columns: []string{"RELEASE", "REVISION", "DEPLOYED AT (UTC)", "BY", "STATE", "HOSTS"}}
 	order := sortedKeys(ids)
 	slices.Reverse(order)
 	for _, id := range order {
 		row := releaseRowFor(id, hosts)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row.id, row.revision, releaseTime(id), row.by, row.state, row.hosts)
+		table.Rows = append(table.Rows, []string{row.id, row.revision, releaseTime(id), row.by, row.state, row.hosts})
 	}
-	tw.Flush()
-	return strings.TrimRight(b.String(), "\n")
+	return table, ""
 }
 
 func releaseTime(id string) string {

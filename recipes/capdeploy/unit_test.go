@@ -283,7 +283,8 @@ func TestReleasesTableDrift(t *testing.T) {
 	b := probe("20200101000000", []string{"20200101000000"}, nil)
 	b.revisions = map[string]string{"20200101000000": "aaaaaaaaaaaaaaaa"}
 	b.logged = map[string]logEntry{"20200101000000": {user: "alice"}}
-	out := releasesTable([]hostProbe{{"web1", a}, {"web2", b}})
+	table, _ := releasesTable([]hostProbe{{"web1", a}, {"web2", b}})
+	out := table.String()
 	t.Log("\n" + out)
 	if l := lineWith(out, "20200102000000  bbbb"); !strings.Contains(l, "current") || !strings.Contains(l, "web1 (missing on web2)") {
 		t.Errorf("row 2: %q", l)
