@@ -101,9 +101,9 @@ func (s *session) leftBehind() string {
 	if stage != "" {
 		cmd += " " + stage
 	}
-	return fmt.Sprintf(" Commands may still be running, and a deploy's lock and new release may be left, on: %s.\n"+
+	return r.Redact(fmt.Sprintf(" Commands may still be running, and a deploy's lock and new release may be left, on: %s.\n"+
 		"  `%s deploy:check` shows a lock's holder, `%s deploy:unlock` removes it, `%s deploy:cleanup` removes a left-over release.",
-		strings.Join(hosts, ", "), cmd, cmd, cmd)
+		strings.Join(hosts, ", "), cmd, cmd, cmd))
 }
 
 func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
