@@ -389,7 +389,7 @@ func (p *Project) Hosts() []*deploy.Host {
 	p.mu.Lock()
 	decls := append(slices.Clone(p.globalHosts), p.stageHosts...)
 	p.mu.Unlock()
-	return mergeHosts(decls)
+	return deploy.MergeHosts(decls)
 }
 
 // CheckRecipes asks every Go recipe the Deployfile use()d that validates
@@ -422,30 +422,4 @@ func (p *Project) HostSources() []deploy.HostSource {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append(slices.Clone(p.globalSources), p.stageSources...)
-}
-
-func mergeHosts(decls []*deploy.Host) []*deploy.Host {
-	var out []*deploy.Host
-	index := map[string]*deploy.Host{}
-	for _, d := range decls {
-		key := fmt.Sprintf("%s:%d", d.Name, d.Port)
-		if h, ok := index[key]; ok {
-			h.Merge(d)
-			if h.User == "" {
-				h.User = d.User
-			}
-			continue
-		}
-		h := &deploy.Host{Name: d.Name, Address: d.Address, User: d.User, Port: d.Port,
-			Roles: slices.Clone(d.Roles), Primary: d.Primary, Backend: d.Backend}
-		if len(d.Props) > 0 {
-			h.Props = map[string]any{}
-			for k, v := range d.Props {
-				h.Props[k] = v
-			}
-		}
-		index[key] = h
-		out = append(out, h)
-	}
-	return out
 }
