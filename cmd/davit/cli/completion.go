@@ -1,10 +1,10 @@
-package main
+package cli
 
 import (
 	"fmt"
 	"io"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 )
 
 // bashCompletion asks davit itself for candidates (urfave/cli's
@@ -37,7 +37,7 @@ const zshCompletion = `#compdef davit
 autoload -U +X bashcompinit && bashcompinit
 ` + bashCompletion
 
-func printCompletion(c *cli.Context, w io.Writer) error {
+func printCompletion(c *urfave.Context, w io.Writer) error {
 	switch shell := c.Args().First(); shell {
 	case "bash":
 		_, err := io.WriteString(w, bashCompletion)
@@ -61,7 +61,7 @@ func printCompletion(c *cli.Context, w io.Writer) error {
 // the stages and tasks of the Deployfile in reach; after a stage or task,
 // only tasks. Errors print nothing: a completion must never spill messages
 // into the user's prompt.
-func completeStagesAndTasks(c *cli.Context) {
+func completeStagesAndTasks(c *urfave.Context, s *session) {
 	first := c.NArg() == 0
 	if first {
 		for _, cmd := range c.App.Commands {
@@ -70,7 +70,7 @@ func completeStagesAndTasks(c *cli.Context) {
 			}
 		}
 	}
-	r, err := loadProject(c.Context, c, nil)
+	r, err := loadProject(c.Context, c, s, nil)
 	if err != nil {
 		return
 	}

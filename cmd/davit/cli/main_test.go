@@ -1,6 +1,7 @@
-package main
+package cli
 
 import (
+	"io"
 	"os"
 	"testing"
 
@@ -17,6 +18,11 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"davit": func() { os.Exit(runCLI(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// runCLI is davit's own command line, as cmd/davit runs it.
+func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	return Main(args, stdin, stdout, stderr, Options{})
 }
 
 func TestScripts(t *testing.T) {

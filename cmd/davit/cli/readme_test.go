@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // README never shows a Deployfile that fails against this davit: a
 // fragment meant for a task body is shown inside a task.
 func TestReadmeDeployfileSnippets(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestReadmeDeployfileSnippets(t *testing.T) {
 			os.MkdirAll(filepath.Join(dir, "lib"), 0o755)
 			os.WriteFile(filepath.Join(dir, "lib", "tasks.star"), []byte("def migrate(ctx):\n    pass\ndef say(ctx):\n    pass\n"), 0o644)
 			ctx := context.Background()
-			cfg := run.Config{Deployfile: path, Version: version, Recipes: recipes.Starlark(), GoRecipes: recipes.Go(),
+			cfg := run.Config{Deployfile: path, Version: Version, Recipes: recipes.Starlark(), GoRecipes: recipes.Go(),
 				Getenv: func(string) (string, bool) { return "from-env", true }}
 			r, err := run.Load(ctx, cfg)
 			if err != nil {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -12,21 +12,52 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 
 	"github.com/davit-deploy/davit/deploy/runner"
+	"github.com/davit-deploy/davit/recipes"
 	"github.com/davit-deploy/davit/tasks"
 	"github.com/davit-deploy/davit/tasks/run"
 )
 
-// version is davit's own version, checked by require("davit", ...) in
+// Version is davit's own version, checked by require("davit", ...) in
 // Deployfiles.
-const version = "0.1.0"
+const Version = "0.1.0"
 
-// runCLI is the whole CLI: main only turns its result into an exit status, so
-// tests run it in-process.
-func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	s := &session{}
+// Options make a davit of one's own from this package: a team's binary
+// with its Go recipes compiled in (examples/custom-binary).
+type Options struct {
+	// Recipes are Go recipes added to davit's own, by the name use()
+	// takes; one named like a built-in recipe replaces it. Each call of a
+	// constructor must make a fresh recipe.
+	Recipes map[string]func() tasks.Recipe
+	// Version is the binary's version for --version and require(); empty
+	// is davit's own.
+	Version string
+}
+
+func (o Options) version() string {
+	if o.Version != "" {
+		return o.Version
+	}
+	return Version
+}
+
+// goRecipes are davit's Go recipes with the options' added.
+func (o Options) goRecipes() map[string]func() tasks.Recipe {
+	all := recipes.Go()
+	for name, fn := range o.Recipes {
+		all[name] = fn
+	}
+	return all
+}
+
+// Main is the whole davit command line: args as os.Args gives them, the
+// process's streams, and the exit status to end with (0, 1, 2 or 130, as
+// the README says). It never exits itself, except on a second Ctrl-C,
+// which must exit at once.
+func Main(args []string, stdin *os.File, stdout, stderr io.Writer, opts Options) int {
+	s := &session{opts: opts}
 	ctx, stop := s.handleInterrupts(stderr, os.Exit)
 	defer stop()
 	app := newApp(s, stdin, stdout, stderr)
@@ -41,6 +72,7 @@ func runCLI(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 // session is what the interrupt handler needs to know of the run in
 // progress: which stage it is on and which hosts it reached.
 type session struct {
+	opts  Options
 	mu    sync.Mutex
 	stage string
 	run   *run.Run
@@ -106,48 +138,48 @@ func (s *session) leftBehind() string {
 		strings.Join(hosts, ", "), cmd, cmd, cmd))
 }
 
-func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *urfave.App {
+	return &urfave.App{
 		Name:      "davit",
 		Usage:     "deploy applications to fleets of servers, Capistrano-style",
 		UsageText: "davit [global options] [STAGE] TASK [TASK...] [KEY=VALUE...]\ndavit -T [STAGE]\ndavit init | version | completion SHELL",
-		Version:   version,
+		Version:   s.opts.version(),
 		Reader:    stdin,
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// -vv is -v twice.
 		UseShortOptionHandling: true,
 		// Exit codes are ours to decide (see errors.go), never urfave's os.Exit.
-		ExitErrHandler:       func(*cli.Context, error) {},
+		ExitErrHandler:       func(*urfave.Context, error) {},
 		EnableBashCompletion: true,
 		HideVersion:          true,
 		Suggest:              true,
 		Flags:                globalFlags(),
-		Action: func(c *cli.Context) error {
+		Action: func(c *urfave.Context) error {
 			if c.Bool("version") {
-				printVersion(stdout)
+				printVersion(stdout, s.opts.version())
 				return nil
 			}
 			return runTasks(c, s, stdin, stdout, stderr)
 		},
-		BashComplete: completeStagesAndTasks,
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+		BashComplete: func(c *urfave.Context) { completeStagesAndTasks(c, s) },
+		OnUsageError: func(c *urfave.Context, err error, _ bool) error {
 			return usageError(suggestFlag(c.App.Flags, err))
 		},
-		Commands: []*cli.Command{
+		Commands: []*urfave.Command{
 			{
 				Name:      "init",
 				Usage:     "write a commented starter Deployfile in this directory",
 				ArgsUsage: " ",
-				Action: func(c *cli.Context) error {
+				Action: func(c *urfave.Context) error {
 					return initDeployfile(c.String("file"), stdout)
 				},
 			},
 			{
 				Name:  "version",
 				Usage: "print davit's version",
-				Action: func(c *cli.Context) error {
-					printVersion(stdout)
+				Action: func(c *urfave.Context) error {
+					printVersion(stdout, s.opts.version())
 					return nil
 				},
 			},
@@ -155,7 +187,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 				Name:      "completion",
 				Usage:     "print a shell completion script (bash, zsh or fish)",
 				ArgsUsage: "SHELL",
-				Action: func(c *cli.Context) error {
+				Action: func(c *urfave.Context) error {
 					return printCompletion(c, stdout)
 				},
 			},
@@ -165,7 +197,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *cli.App {
 
 // suggestFlag turns the flag parser's "flag provided but not defined: -x"
 // into an error that suggests the closest flag, as for tasks and stages.
-func suggestFlag(flags []cli.Flag, err error) error {
+func suggestFlag(flags []urfave.Flag, err error) error {
 	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
 	if !ok {
 		return err
@@ -188,27 +220,27 @@ func suggestFlag(flags []cli.Flag, err error) error {
 	return errors.New(msg + "; `davit --help` lists the flags")
 }
 
-func printVersion(w io.Writer) {
+func printVersion(w io.Writer, version string) {
 	fmt.Fprintf(w, "davit %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-func globalFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the Deployfile (default: ./Deployfile or the nearest parent's)"},
-		&cli.BoolFlag{Name: "tasks", Aliases: []string{"T"}, DisableDefaultText: true, Usage: "list the tasks with their descriptions"},
-		&cli.BoolFlag{Name: "all", Aliases: []string{"A"}, DisableDefaultText: true, Usage: "with -T, also list tasks without a description"},
-		&cli.StringFlag{Name: "roles", Aliases: []string{"r"}, Usage: "run only on hosts with these roles (comma-separated, globs)"},
-		&cli.StringFlag{Name: "hosts", Aliases: []string{"H"}, Usage: "run only on these hosts (comma-separated, globs such as 'web*')"},
-		&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, DisableDefaultText: true, Usage: "print the commands each host would run; run nothing"},
-		&cli.IntFlag{Name: "parallel", Aliases: []string{"p"}, Value: runner.DefaultLimit, Usage: "at most N hosts at once in parallel steps"},
-		&cli.StringFlag{Name: "format", Usage: "output: pretty (default on a terminal), plain or json"},
-		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, DisableDefaultText: true, Count: new(int), Usage: "also show each command as it starts; -vv: also davit's own scripts and all they print"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, DisableDefaultText: true, Usage: "show only task headers, failures, warnings and the end"},
-		&cli.StringFlag{Name: "log", Usage: "write the run log here (default: log/davit.log beside the Deployfile)"},
-		&cli.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set a variable, KEY=VALUE (repeatable)"},
-		&cli.StringFlag{Name: "host-key-checking", Usage: "SSH host keys: strict (default), accept-new (record unknown keys) or off"},
-		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config file to read (default ~/.ssh/config; 'none' to read none)"},
-		&cli.BoolFlag{Name: "version", Aliases: []string{"V"}, DisableDefaultText: true, Usage: "print davit's version"},
+func globalFlags() []urfave.Flag {
+	return []urfave.Flag{
+		&urfave.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the Deployfile (default: ./Deployfile or the nearest parent's)"},
+		&urfave.BoolFlag{Name: "tasks", Aliases: []string{"T"}, DisableDefaultText: true, Usage: "list the tasks with their descriptions"},
+		&urfave.BoolFlag{Name: "all", Aliases: []string{"A"}, DisableDefaultText: true, Usage: "with -T, also list tasks without a description"},
+		&urfave.StringFlag{Name: "roles", Aliases: []string{"r"}, Usage: "run only on hosts with these roles (comma-separated, globs)"},
+		&urfave.StringFlag{Name: "hosts", Aliases: []string{"H"}, Usage: "run only on these hosts (comma-separated, globs such as 'web*')"},
+		&urfave.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, DisableDefaultText: true, Usage: "print the commands each host would run; run nothing"},
+		&urfave.IntFlag{Name: "parallel", Aliases: []string{"p"}, Value: runner.DefaultLimit, Usage: "at most N hosts at once in parallel steps"},
+		&urfave.StringFlag{Name: "format", Usage: "output: pretty (default on a terminal), plain or json"},
+		&urfave.BoolFlag{Name: "verbose", Aliases: []string{"v"}, DisableDefaultText: true, Count: new(int), Usage: "also show each command as it starts; -vv: also davit's own scripts and all they print"},
+		&urfave.BoolFlag{Name: "quiet", Aliases: []string{"q"}, DisableDefaultText: true, Usage: "show only task headers, failures, warnings and the end"},
+		&urfave.StringFlag{Name: "log", Usage: "write the run log here (default: log/davit.log beside the Deployfile)"},
+		&urfave.StringSliceFlag{Name: "set", Aliases: []string{"s"}, Usage: "set a variable, KEY=VALUE (repeatable)"},
+		&urfave.StringFlag{Name: "host-key-checking", Usage: "SSH host keys: strict (default), accept-new (record unknown keys) or off"},
+		&urfave.StringFlag{Name: "ssh-config", Usage: "ssh_config file to read (default ~/.ssh/config; 'none' to read none)"},
+		&urfave.BoolFlag{Name: "version", Aliases: []string{"V"}, DisableDefaultText: true, Usage: "print davit's version"},
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -31,7 +31,7 @@ func TestWebappExampleDeploysToSSHServers(t *testing.T) {
 	// The project: the example's Deployfile and the secret files it
 	// uploads, which are not in git.
 	project := t.TempDir()
-	src, err := os.ReadFile("../../examples/webapp/Deployfile")
+	src, err := os.ReadFile("../../../examples/webapp/Deployfile")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(project, "Deployfile"), src, 0o644))
 	must(t, os.MkdirAll(filepath.Join(project, "config"), 0o755))

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/mattn/go-isatty"
-	"github.com/urfave/cli/v2"
+	urfave "github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
 	"github.com/davit-deploy/davit/deploy"
@@ -88,12 +88,12 @@ func findDeployfile(flag string) (string, error) {
 
 // runConfig is the part of a run's configuration that comes from the
 // command line's flags.
-func runConfig(c *cli.Context, path string, overrides map[string]string) run.Config {
+func runConfig(c *urfave.Context, s *session, path string, overrides map[string]string) run.Config {
 	return run.Config{
 		Deployfile: path,
-		Version:    version,
+		Version:    s.opts.version(),
 		Recipes:    recipes.Starlark(),
-		GoRecipes:  recipes.Go(),
+		GoRecipes:  s.opts.goRecipes(),
 		Overrides:  overrides,
 		DryRun:     c.Bool("dry-run"),
 		Parallel:   c.Int("parallel"),
@@ -106,12 +106,12 @@ func runConfig(c *cli.Context, path string, overrides map[string]string) run.Con
 	}
 }
 
-func loadProject(ctx context.Context, c *cli.Context, overrides map[string]string) (*run.Run, error) {
+func loadProject(ctx context.Context, c *urfave.Context, s *session, overrides map[string]string) (*run.Run, error) {
 	path, err := findDeployfile(c.String("file"))
 	if err != nil {
 		return nil, err
 	}
-	r, err := run.Load(ctx, runConfig(c, path, overrides))
+	r, err := run.Load(ctx, runConfig(c, s, path, overrides))
 	if err != nil {
 		return nil, usageError(err)
 	}
@@ -120,7 +120,7 @@ func loadProject(ctx context.Context, c *cli.Context, overrides map[string]strin
 
 // runTasks is the main action: load the Deployfile, pick the stage, check
 // every task and hook, then run the tasks in order.
-func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writer) error {
+func runTasks(c *urfave.Context, s *session, stdin *os.File, stdout, stderr io.Writer) error {
 	ctx := c.Context
 	words, overrides, err := splitArgs(c.Args().Slice(), c.StringSlice("set"))
 	if err != nil {
@@ -133,7 +133,7 @@ func runTasks(c *cli.Context, s *session, stdin *os.File, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	cfg := runConfig(c, path, overrides)
+	cfg := runConfig(c, s, path, overrides)
 	cfg.Prompter = tasks.NewTerminalPrompter(stdin, stderr)
 	cfg.Filter = deploy.Filter{Roles: deploy.ParseList(c.String("roles")), Hosts: deploy.ParseList(c.String("hosts"))}
 	if err := cfg.Filter.Validate(); err != nil {
@@ -256,7 +256,7 @@ func interruptedMessage(err error) string {
 
 // checkFlags refuses flag values that cannot mean anything, before the
 // Deployfile is read.
-func checkFlags(c *cli.Context) error {
+func checkFlags(c *urfave.Context) error {
 	if c.IsSet("parallel") && c.Int("parallel") < 1 {
 		return usageError(fmt.Errorf("--parallel %d: want at least 1", c.Int("parallel")))
 	}
@@ -286,7 +286,7 @@ func redacted(r *run.Run, err error) error {
 }
 
 // terminalFormat builds the chosen output format on stdout.
-func terminalFormat(c *cli.Context, stdout io.Writer) (output.Sink, error) {
+func terminalFormat(c *urfave.Context, stdout io.Writer) (output.Sink, error) {
 	format := c.String("format")
 	tty := false
 	if f, ok := stdout.(*os.File); ok {

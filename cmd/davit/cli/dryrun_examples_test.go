@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"io/fs"
@@ -16,10 +16,7 @@ import (
 // read back as real data (a path to archive, an answer of git ls-remote,
 // the releases to roll back to).
 func TestDryRunExamples(t *testing.T) {
-	files, err := filepath.Glob("../../examples/*/Deployfile")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no example Deployfiles found: %v", err)
-	}
+	files := exampleDeployfiles(t)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	logFile := filepath.Join(t.TempDir(), "davit.log")
