@@ -829,6 +829,14 @@ func (s *Server) Freeze() {
 			break
 		}
 	}
+	// SIGSTOP takes effect asynchronously: a process running on another
+	// CPU stops a moment later. Return once all of them have (bounded),
+	// so the caller really holds a frozen host.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if !slices.ContainsFunc(s.paused, func(p int) bool { f := procStat(p); return len(f) > 0 && f[0] != "T" && f[0] != "t" && f[0] != "Z" }) {
+			break
+		}
+	}
 }
 
 // Pause is Freeze, by its older name.

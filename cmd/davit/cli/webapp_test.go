@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/davit-deploy/davit/deploy/sshtest"
@@ -40,10 +41,10 @@ func TestWebappExampleDeploysToSSHServers(t *testing.T) {
 
 	repo := gitRepo(t, map[string]string{"config.ru": "run App\n", "public/index.html": "shop v1\n"})
 
-	var up int
+	var up atomic.Int32
 	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/up" {
-			up++
+			up.Add(1)
 			fmt.Fprintln(w, "<html><body style=\"background-color: green\"></body></html>")
 			return
 		}
@@ -88,8 +89,8 @@ func TestWebappExampleDeploysToSSHServers(t *testing.T) {
 			t.Errorf("%s: current/.env -> %q (%v)", names[i], target, err)
 		}
 	}
-	if up < 3 {
-		t.Errorf("the health check asked %d times; want at least once per web server and deploy", up)
+	if n := up.Load(); n < 3 {
+		t.Errorf("the health check asked %d times; want at least once per web server and deploy", n)
 	}
 	davit("rollback")
 	for i, s := range fleet.Servers {
