@@ -8,6 +8,7 @@ import (
 	"embed"
 	"io/fs"
 
+	"github.com/davit-deploy/davit/recipes/assets"
 	"github.com/davit-deploy/davit/recipes/capdeploy"
 	"github.com/davit-deploy/davit/tasks"
 )
@@ -24,6 +25,7 @@ func Starlark() fs.FS { return starFiles }
 // its own run state.
 func Go() map[string]func() tasks.Recipe {
 	return map[string]func() tasks.Recipe{
+		"assets": assets.New,
 		"deploy": capdeploy.New,
 	}
 }
