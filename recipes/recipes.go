@@ -8,6 +8,7 @@ import (
 	"embed"
 	"io/fs"
 
+	"github.com/davit-deploy/davit/recipes/assets"
 	"github.com/davit-deploy/davit/recipes/aws"
 	"github.com/davit-deploy/davit/recipes/capdeploy"
 	"github.com/davit-deploy/davit/tasks"
@@ -26,6 +27,7 @@ func Starlark() fs.FS { return starFiles }
 func Go() map[string]func() tasks.Recipe {
 	return map[string]func() tasks.Recipe{
 		"aws":    aws.New,
+		"assets": assets.New,
 		"deploy": capdeploy.New,
 	}
 }

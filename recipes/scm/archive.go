@@ -23,14 +23,14 @@ import (
 	"time"
 )
 
-// excluder decides which paths copy_exclude leaves out.
+// Excluder decides which paths copy_exclude leaves out.
 //
 // A pattern is a path.Match glob. Without a '/' it matches a file or
 // directory name at any depth (".git", "*.log"); with a '/' it matches the
 // path from the archive root ("tmp/cache", "config/*.local.yml"; a leading
 // '/' is allowed and means the same). A trailing '/' matches directories
 // only ("log/"). An excluded directory is left out with everything in it.
-type excluder struct {
+type Excluder struct {
 	patterns []pattern
 }
 
@@ -40,10 +40,10 @@ type pattern struct {
 	dirOnly  bool
 }
 
-// newExcluder validates the patterns, so a typo fails before anything is
+// NewExcluder validates the patterns, so a typo fails before anything is
 // archived rather than silently excluding nothing.
-func newExcluder(patterns []string) (*excluder, error) {
-	e := &excluder{}
+func NewExcluder(patterns []string) (*Excluder, error) {
+	e := &Excluder{}
 	for _, p := range patterns {
 		orig := p
 		var pt pattern
@@ -70,9 +70,9 @@ func newExcluder(patterns []string) (*excluder, error) {
 	return e, nil
 }
 
-// excluded reports whether rel (slash-separated, relative to the archive
+// Excluded reports whether rel (slash-separated, relative to the archive
 // root) is left out.
-func (e *excluder) excluded(rel string, isDir bool) bool {
+func (e *Excluder) Excluded(rel string, isDir bool) bool {
 	for _, p := range e.patterns {
 		if p.dirOnly && !isDir {
 			continue
@@ -151,7 +151,7 @@ func (a *archiveWriter) close() (string, error) {
 // into a. Directories, regular files and symbolic links (kept as links,
 // never followed) are archived; sockets, devices and pipes cannot be part
 // of a release and are returned in skipped.
-func archiveDir(a *archiveWriter, root string, ex *excluder) (skipped []string, err error) {
+func archiveDir(a *archiveWriter, root string, ex *Excluder) (skipped []string, err error) {
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -164,7 +164,7 @@ func archiveDir(a *archiveWriter, root string, ex *excluder) (skipped []string, 
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if ex.excluded(rel, d.IsDir()) {
+		if ex.Excluded(rel, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -205,7 +205,7 @@ func archiveDir(a *archiveWriter, root string, ex *excluder) (skipped []string, 
 // into a, keeping only those under prefix (repo_tree, "" for all) with the
 // prefix removed, and leaving out what ex excludes. Git's pax global
 // header (the commit id) is dropped: a's own headers are all that count.
-func copyTar(a *archiveWriter, r io.Reader, prefix string, ex *excluder) error {
+func copyTar(a *archiveWriter, r io.Reader, prefix string, ex *Excluder) error {
 	tr := tar.NewReader(r)
 	var skipDirs []string
 	for {
@@ -230,7 +230,7 @@ func copyTar(a *archiveWriter, r io.Reader, prefix string, ex *excluder) error {
 		if underAny(name, skipDirs) {
 			continue
 		}
-		if ex.excluded(name, isDir) {
+		if ex.Excluded(name, isDir) {
 			if isDir {
 				skipDirs = append(skipDirs, name)
 			}

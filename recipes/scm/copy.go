@@ -73,7 +73,7 @@ var copyIDPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
 // copySource is what the copy strategy reads from variables.
 type copySource struct {
 	dir     string // copy_dir, or "" for a git source
-	exclude *excluder
+	exclude *Excluder
 	git     gitSource
 }
 
@@ -97,7 +97,7 @@ func readCopyOptions(c *tasks.Context) (copySource, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.exclude, err = newExcluder(patterns); err != nil {
+	if s.exclude, err = NewExcluder(patterns); err != nil {
 		return s, err
 	}
 	return s, nil

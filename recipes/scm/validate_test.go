@@ -159,7 +159,7 @@ func TestRevisionString(t *testing.T) {
 }
 
 func TestExcluder(t *testing.T) {
-	ex, err := newExcluder([]string{".git", "*.log", "tmp/cache", "/public/assets", "log/"})
+	ex, err := NewExcluder([]string{".git", "*.log", "tmp/cache", "/public/assets", "log/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +180,14 @@ func TestExcluder(t *testing.T) {
 		{"log", false, false, "directory-only pattern on a file"},
 		{"app.rb", false, false, "unmatched"},
 	} {
-		if got := ex.excluded(tt.rel, tt.dir); got != tt.want {
+		if got := ex.Excluded(tt.rel, tt.dir); got != tt.want {
 			t.Errorf("excluded(%q, dir=%v) = %v, want %v (%s)", tt.rel, tt.dir, got, tt.want, tt.cause)
 		}
 	}
-	if _, err := newExcluder([]string{"[a"}); err == nil || !strings.Contains(err.Error(), `copy_exclude pattern "[a"`) {
+	if _, err := NewExcluder([]string{"[a"}); err == nil || !strings.Contains(err.Error(), `copy_exclude pattern "[a"`) {
 		t.Errorf("bad pattern: %v", err)
 	}
-	if _, err := newExcluder([]string{"/"}); err == nil {
+	if _, err := NewExcluder([]string{"/"}); err == nil {
 		t.Error("pattern / accepted")
 	}
 }

@@ -1,0 +1,324 @@
+package assets
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/davit-deploy/davit/tasks"
+)
+
+// fallbackRegion is the region when the environment names none; S3
+// answers a request for a bucket elsewhere with a redirect error naming
+// the bucket's region.
+const fallbackRegion = "us-east-1"
+
+// deleteBatch is the most keys one DeleteObjects request takes.
+const deleteBatch = 1000
+
+// remoteObject is one object of the listing.
+type remoteObject struct {
+	size int64
+	etag string // without quotes
+}
+
+// plan is what a sync does.
+type plan struct {
+	upload    []localFile
+	reasons   map[string]string // rel -> why it is uploaded
+	unchanged int
+	delete    []string // keys
+	listed    int      // objects under the prefix
+}
+
+func (r *Recipe) sync(c *tasks.Context) error {
+	start := time.Now()
+	s, err := readSettings(c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	where := "s3://" + s.bucket + "/" + s.prefix
+	files, skipped, err := walkDir(s.dir, s.exclude)
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	for _, sk := range skipped {
+		c.Warn(fmt.Sprintf("%s: skipping %s: not a regular file", SyncTask, sk))
+	}
+	if err := hashFiles(c.Ctx(), files, s.parallel); err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	client, err := r.client(c.Ctx())
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	remote, err := listRemote(c.Ctx(), client, s.bucket, s.prefix)
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	p, err := makePlan(c.Ctx(), client, s, files, remote)
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	// The guard is checked before anything is sent: a wrong assets_dir
+	// should neither empty the bucket nor fill it with the wrong files.
+	if len(p.delete) > 0 && 2*len(p.delete) > p.listed && !s.deleteForce {
+		return fmt.Errorf("%s: refusing to delete %d of the %d objects under %s (more than half; is assets_dir %s right?); set assets_delete_force=true to allow it",
+			SyncTask, len(p.delete), p.listed, where, s.dir)
+	}
+	var bytes int64
+	for _, f := range p.upload {
+		bytes += f.size
+	}
+	if c.DryRun() {
+		for _, f := range p.upload {
+			c.Info(fmt.Sprintf("%s: dry run: would upload %s (%d bytes, %s)", SyncTask, s.prefix+f.rel, f.size, p.reasons[f.rel]))
+		}
+		for _, k := range p.delete {
+			c.Info(fmt.Sprintf("%s: dry run: would delete %s", SyncTask, k))
+		}
+		c.Info(fmt.Sprintf("%s: dry run: %s: would upload %d (%d bytes), unchanged %d, would delete %d, in %s",
+			SyncTask, where, len(p.upload), bytes, p.unchanged, len(p.delete), time.Since(start).Round(time.Millisecond)))
+		return nil
+	}
+	var sent atomic.Int64
+	err = forEach(c.Ctx(), len(p.upload), s.parallel, func(ctx context.Context, i int) error {
+		f := p.upload[i]
+		if err := upload(ctx, client, s, f); err != nil {
+			return err
+		}
+		sent.Add(f.size)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w (nothing was deleted)", SyncTask, err)
+	}
+	if err := deleteKeys(c.Ctx(), client, s.bucket, p.delete); err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	c.Info(fmt.Sprintf("%s: %s: uploaded %d (%d bytes sent), unchanged %d, deleted %d, in %s",
+		SyncTask, where, len(p.upload), sent.Load(), p.unchanged, len(p.delete), time.Since(start).Round(time.Millisecond)))
+	return nil
+}
+
+// client makes the S3 client from the environment (as the AWS CLI does)
+// and fails early, naming the problem, when there are no credentials.
+func (r *Recipe) client(ctx context.Context) (*s3.Client, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = fallbackRegion
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+	}
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		return nil, fmt.Errorf("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %w", err)
+	}
+	opts := append([]func(*s3.Options){func(o *s3.Options) {
+		// Content-MD5, which every upload carries, is the integrity
+		// check; no second checksum (which S3-compatible stores may not
+		// know) unless an operation requires one.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	}}, r.s3Options...)
+	return s3.NewFromConfig(cfg, opts...), nil
+}
+
+// listRemote pages through the objects under prefix.
+func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string) (map[string]remoteObject, error) {
+	out := map[string]remoteObject{}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}
+	if prefix != "" {
+		in.Prefix = aws.String(prefix)
+	}
+	pages := s3.NewListObjectsV2Paginator(client, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, describe(err, "list s3://"+bucket+"/"+prefix, bucket)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = remoteObject{
+				size: aws.ToInt64(o.Size),
+				etag: strings.Trim(aws.ToString(o.ETag), `"`),
+			}
+		}
+	}
+	return out, nil
+}
+
+// describe names an S3 error in the user's words.
+func describe(err error, what, bucket string) error {
+	var nb *types.NoSuchBucket
+	var api smithy.APIError
+	switch {
+	case errors.As(err, &nb):
+		return fmt.Errorf("%s: bucket %q does not exist: %w", what, bucket, err)
+	case errors.As(err, &api):
+		switch api.ErrorCode() {
+		case "NoSuchBucket":
+			return fmt.Errorf("%s: bucket %q does not exist: %w", what, bucket, err)
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
+			return fmt.Errorf("%s: the credentials are refused (%s): %w", what, api.ErrorCode(), err)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isMD5 reports whether an ETag is a content MD5 (a single-part upload);
+// a multipart object's is MD5-of-parts "-" count.
+func isMD5(etag string) bool {
+	if len(etag) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(etag)
+	return err == nil
+}
+
+// makePlan compares the local files with the listing. Only an object of
+// the right size whose ETag is not an MD5 costs a request (a HEAD for its
+// md5 metadata); the others are decided from the listing alone.
+func makePlan(ctx context.Context, client *s3.Client, s settings, files []localFile, remote map[string]remoteObject) (plan, error) {
+	p := plan{reasons: map[string]string{}, listed: len(remote)}
+	local := make(map[string]bool, len(files))
+	var ask []int // files whose object needs a HEAD
+	for i, f := range files {
+		key := s.prefix + f.rel
+		local[key] = true
+		o, ok := remote[key]
+		switch {
+		case !ok:
+			p.reasons[f.rel] = "new"
+		case o.size != f.size:
+			p.reasons[f.rel] = "size differs"
+		case isMD5(o.etag):
+			if !strings.EqualFold(o.etag, f.md5) {
+				p.reasons[f.rel] = "content differs"
+			}
+		default:
+			ask = append(ask, i)
+			continue
+		}
+		if _, changed := p.reasons[f.rel]; changed {
+			p.upload = append(p.upload, f)
+		} else {
+			p.unchanged++
+		}
+	}
+	differs := make([]bool, len(ask))
+	err := forEach(ctx, len(ask), s.parallel, func(ctx context.Context, j int) error {
+		f := files[ask[j]]
+		h, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + f.rel)})
+		if err != nil {
+			return describe(err, "head s3://"+s.bucket+"/"+s.prefix+f.rel, s.bucket)
+		}
+		differs[j] = !strings.EqualFold(h.Metadata["md5"], f.md5)
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	for j, i := range ask {
+		if differs[j] {
+			p.reasons[files[i].rel] = "content differs (by its md5 metadata)"
+			p.upload = append(p.upload, files[i])
+		} else {
+			p.unchanged++
+		}
+	}
+	sort.Slice(p.upload, func(i, j int) bool { return p.upload[i].rel < p.upload[j].rel })
+	if s.delete {
+		for key := range remote {
+			if !local[key] {
+				p.delete = append(p.delete, key)
+			}
+		}
+		sort.Strings(p.delete)
+	}
+	return p, nil
+}
+
+// contentType is the file's type by extension, as a browser needs it.
+func contentType(rel string) string {
+	if t := mime.TypeByExtension(path.Ext(rel)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// upload puts one file. Content-MD5 is the MD5 hashFiles computed: if the
+// file changed since, or the body is corrupted on the way, S3 refuses it.
+func upload(ctx context.Context, client *s3.Client, s settings, f localFile) error {
+	raw, err := hex.DecodeString(f.md5)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", f.rel, err)
+	}
+	body, err := os.Open(f.abs)
+	if err != nil {
+		return fmt.Errorf("assets_dir: cannot read %s: %w", f.abs, err)
+	}
+	defer body.Close()
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(s.prefix + f.rel),
+		Body:          body,
+		ContentLength: aws.Int64(f.size),
+		ContentType:   aws.String(contentType(f.rel)),
+		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(raw)),
+		Metadata:      map[string]string{"md5": f.md5},
+	}
+	if cc := s.cache.forPath(f.rel); cc != "" {
+		in.CacheControl = aws.String(cc)
+	}
+	if s.acl != "" {
+		in.ACL = s.acl
+	}
+	if _, err := client.PutObject(ctx, in); err != nil {
+		return describe(err, "upload "+f.abs+" to s3://"+s.bucket+"/"+s.prefix+f.rel, s.bucket)
+	}
+	return nil
+}
+
+// deleteKeys removes keys in batches; a key S3 could not delete is an
+// error naming it.
+func deleteKeys(ctx context.Context, client *s3.Client, bucket string, keys []string) error {
+	for start := 0; start < len(keys); start += deleteBatch {
+		batch := keys[start:min(start+deleteBatch, len(keys))]
+		ids := make([]types.ObjectIdentifier, len(batch))
+		for i, k := range batch {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		}
+		out, err := client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(bucket),
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		if err != nil {
+			return describe(err, fmt.Sprintf("delete %d objects from s3://%s", len(batch), bucket), bucket)
+		}
+		if len(out.Errors) > 0 {
+			var msgs []string
+			for _, e := range out.Errors {
+				msgs = append(msgs, fmt.Sprintf("%s (%s)", aws.ToString(e.Key), aws.ToString(e.Message)))
+			}
+			return fmt.Errorf("delete from s3://%s: %d objects not deleted: %s", bucket, len(out.Errors), strings.Join(msgs, ", "))
+		}
+	}
+	return nil
+}
