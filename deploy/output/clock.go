@@ -112,6 +112,20 @@ func noticeDue(elapsed, long time.Duration, n int) bool {
 	return long > 0 && elapsed >= long+time.Duration(n)*stillRunningEvery
 }
 
+// dueNotices calls fn, in start order, for each running command whose
+// next "still running" line is due at now (after long, then every
+// stillRunningEvery), and counts that line as given.
+func (cs *commands) dueNotices(now time.Time, long time.Duration, fn func(c *command, elapsed time.Duration)) {
+	for _, c := range cs.order {
+		elapsed := now.Sub(c.start)
+		if !noticeDue(elapsed, long, c.notices) {
+			continue
+		}
+		c.notices = 1 + int((elapsed-long)/stillRunningEvery)
+		fn(c, elapsed)
+	}
+}
+
 // fmtElapsed is the live elapsed time of a running command, in whole
 // seconds: it is redrawn every second.
 func fmtElapsed(d time.Duration) string {

@@ -198,15 +198,10 @@ func (p *Plain) onTick(now time.Time, quit <-chan struct{}) {
 		return
 	}
 	var lines []string
-	for _, c := range p.cmds.order {
-		elapsed := now.Sub(c.start)
-		if !noticeDue(elapsed, p.long, c.notices) {
-			continue
-		}
-		c.notices = 1 + int((elapsed-p.long)/stillRunningEvery)
+	p.cmds.dueNotices(now, p.long, func(c *command, elapsed time.Duration) {
 		lines = p.headerFor(lines, c.task)
 		lines = append(lines, hostPrefix(c.key.host)+"running ("+fmtElapsed(elapsed)+"): "+c.shown())
-	}
+	})
 	if len(lines) > 0 {
 		io.WriteString(p.w, strings.Join(lines, "\n")+"\n")
 	}

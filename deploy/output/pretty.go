@@ -260,16 +260,11 @@ func (p *Pretty) onTick(now time.Time, quit <-chan struct{}) {
 		return
 	}
 	var lines []string
-	for _, c := range p.cmds.order {
-		elapsed := now.Sub(c.start)
-		if !noticeDue(elapsed, p.long, c.notices) {
-			continue
-		}
-		c.notices = 1 + int((elapsed-p.long)/stillRunningEvery)
+	p.cmds.dueNotices(now, p.long, func(c *command, elapsed time.Duration) {
 		lines = p.headerFor(lines, c.task)
 		lines = append(lines, p.nameLine(p.host(c.key.host)+" "+p.paint(ansiBlue, "⋯")+" ", c.shown(),
 			" "+p.paint(ansiDim, "(running "+fmtElapsed(elapsed)+")")))
-	}
+	})
 	p.write(lines, now)
 }
 
