@@ -113,8 +113,8 @@ func Client(o Options) *http.Client {
 
 // Wait GETs url every Interval until an answer has a status below 400 and
 // a body containing Expect (any case), and returns how many tries it took.
-// It fails with a *TimeoutError when Timeout passes first, or with the
-// context's error when ctx ends.
+// It fails with a *TimeoutError when Timeout or ctx's deadline passes
+// first, or with context.Canceled when ctx is cancelled.
 func Wait(ctx context.Context, url string, o Options) (Result, error) {
 	o = o.withDefaults()
 	if _, err := http.NewRequest(http.MethodGet, url, nil); err != nil {
@@ -145,7 +145,7 @@ func wait(ctx context.Context, client *http.Client, url string, o Options) (Resu
 		if ok {
 			return Result{Tries: try, Elapsed: time.Since(start)}, nil
 		}
-		if dctx.Err() != nil && ctx.Err() == nil {
+		if dctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
 			// The try was cut by the overall deadline: what it saw is
 			// the deadline, not the server; keep the answer before it.
 			if try == 1 {
@@ -161,7 +161,9 @@ func wait(ctx context.Context, client *http.Client, url string, o Options) (Resu
 		select {
 		case <-dctx.Done():
 			t.Stop()
-			if ctx.Err() != nil {
+			// A cancelled run ends the wait; a deadline, whether this
+			// wait's or the caller's, is the wait running out of time.
+			if errors.Is(ctx.Err(), context.Canceled) {
 				return Result{}, ctx.Err()
 			}
 			return Result{}, &TimeoutError{Expect: o.Expect, Timeout: o.Timeout, Tries: try, Last: last}
