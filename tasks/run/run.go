@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,6 +73,11 @@ type Config struct {
 	SSH sshbackend.Options
 	// SourceTimeout bounds the host sources; 0 is deploy.DefaultSourceTimeout.
 	SourceTimeout time.Duration
+	// Hosts, when not nil, are the run's hosts in place of the
+	// Deployfile's servers and host sources, which are then never asked:
+	// an instance deploying itself at boot is its one host, and must not
+	// need the cloud API that discovers the fleet.
+	Hosts []*deploy.Host
 }
 
 // Run is one run: a loaded Deployfile and, once Execute is called, the
@@ -197,7 +203,7 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 	vars := r.project.Vars()
 	sink := output.NewRedactor(output.Multi(orDiscard(r.cfg.Terminal), log), vars.SecretValues)
 
-	inv, err := deploy.ResolveInventory(ctx, r.project.Hosts(), r.project.HostSources(), r.cfg.SourceTimeout)
+	inv, err := r.inventory(ctx)
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", r.project.Stage(), err)
 	}
@@ -233,6 +239,22 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 		r.cfg.Terminal.Emit(output.Event{Time: time.Now(), Kind: output.Message, Level: "info", Line: "full log: " + r.ShownLogPath()})
 	}
 	return nil
+}
+
+// inventory is Config.Hosts when given, else the Deployfile's servers
+// and the answers of its host sources.
+func (r *Run) inventory(ctx context.Context) (*deploy.Inventory, error) {
+	if r.cfg.Hosts == nil {
+		return deploy.ResolveInventory(ctx, r.project.Hosts(), r.project.HostSources(), r.cfg.SourceTimeout)
+	}
+	hosts := make([]*deploy.Host, len(r.cfg.Hosts))
+	for i, h := range r.cfg.Hosts {
+		c := *h
+		c.Roles = slices.Clone(h.Roles)
+		c.Props = maps.Clone(h.Props)
+		hosts[i] = &c
+	}
+	return &deploy.Inventory{Hosts: hosts, Declared: len(hosts)}, nil
 }
 
 // ShownLogPath is the run log's path as a person at this directory would
