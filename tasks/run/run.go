@@ -73,11 +73,6 @@ type Config struct {
 	SSH sshbackend.Options
 	// SourceTimeout bounds the host sources; 0 is deploy.DefaultSourceTimeout.
 	SourceTimeout time.Duration
-	// Hosts, when not nil, are the run's hosts in place of the
-	// Deployfile's servers and host sources, which are then never asked:
-	// an instance deploying itself at boot is its one host, and must not
-	// need the cloud API that discovers the fleet.
-	Hosts []*deploy.Host
 }
 
 // Run is one run: a loaded Deployfile and, once Execute is called, the
@@ -88,6 +83,8 @@ type Run struct {
 
 	mu   sync.Mutex
 	pool *deploy.Pool // of the Execute in progress, or the last one
+	// hosts, when not nil, replace the stage's servers and sources (UseHosts).
+	hosts []*deploy.Host
 }
 
 // UsageError is a run that cannot start because of how it was configured
@@ -241,14 +238,33 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 	return nil
 }
 
-// inventory is Config.Hosts when given, else the Deployfile's servers
+// UseHosts makes hosts the run's hosts in place of the Deployfile's
+// servers and host sources, which are then never asked: an instance
+// deploying itself at boot is its one host, and must not need the cloud
+// API that discovers the fleet. Call it before Execute.
+func (r *Run) UseHosts(hosts []*deploy.Host) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hosts = make([]*deploy.Host, len(hosts))
+	for i, h := range hosts {
+		c := *h
+		c.Roles = slices.Clone(h.Roles)
+		c.Props = maps.Clone(h.Props)
+		r.hosts[i] = &c
+	}
+}
+
+// inventory is the hosts given to UseHosts, else the Deployfile's servers
 // and the answers of its host sources.
 func (r *Run) inventory(ctx context.Context) (*deploy.Inventory, error) {
-	if r.cfg.Hosts == nil {
+	r.mu.Lock()
+	given := r.hosts
+	r.mu.Unlock()
+	if given == nil {
 		return deploy.ResolveInventory(ctx, r.project.Hosts(), r.project.HostSources(), r.cfg.SourceTimeout)
 	}
-	hosts := make([]*deploy.Host, len(r.cfg.Hosts))
-	for i, h := range r.cfg.Hosts {
+	hosts := make([]*deploy.Host, len(given))
+	for i, h := range given {
 		c := *h
 		c.Roles = slices.Clone(h.Roles)
 		c.Props = maps.Clone(h.Props)

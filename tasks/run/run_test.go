@@ -279,7 +279,7 @@ set("db_password", "S3cr3t-xyz")
 	}
 }
 
-// Config.Hosts replaces the stage's servers and host sources: the sources
+// UseHosts replaces the stage's servers and host sources: the sources
 // are never asked, and the run sees exactly the hosts given.
 func TestGivenHostsReplaceTheInventory(t *testing.T) {
 	path := writeDeployfile(t, `
@@ -295,7 +295,7 @@ task("count", count)
 	var asked atomic.Int32
 	rec := &outputtest.Recorder{}
 	given := []*deploy.Host{{Name: "localhost", Roles: []string{"job"}, Props: map[string]any{"instance_type": "m1.large"}}}
-	r, err := Load(context.Background(), Config{Deployfile: path, Terminal: rec, Hosts: given,
+	r, err := Load(context.Background(), Config{Deployfile: path, Terminal: rec,
 		GoRecipes: map[string]func() tasks.Recipe{"fake": func() tasks.Recipe { return sourceRecipe{&asked} }}})
 	if err != nil {
 		t.Fatal(err)
@@ -303,6 +303,8 @@ task("count", count)
 	if err := r.UseStage(context.Background(), "production"); err != nil {
 		t.Fatal(err)
 	}
+	r.UseHosts(given)
+	given[0].Roles[0] = "changed" // the run keeps its own copy
 	if err := r.Execute(context.Background(), "count"); err != nil {
 		t.Fatal(err)
 	}
