@@ -85,7 +85,9 @@ func TestRailsCommands(t *testing.T) {
 			"cd /home/payroll/current && export BUNDLE_DEPLOYMENT=1 BUNDLE_PATH=/home/payroll/shared/bundle BUNDLE_WITHOUT=development:test RAILS_ENV=production && { bundle install --jobs 4 --quiet",
 			"cd /home/payroll/current && export RAILS_ENV=production && { bundle exec rake db:migrate",
 		},
-		"job1": nil,
+		"job1": {
+			"cd /home/payroll/current && export BUNDLE_DEPLOYMENT=1 BUNDLE_PATH=/home/payroll/shared/bundle BUNDLE_WITHOUT=development:test RAILS_ENV=production && { bundle install --jobs 4 --quiet",
+		},
 	}
 	for host, cmds := range want {
 		if got := commands(lines, host); !slices.Equal(got, cmds) {
