@@ -122,7 +122,7 @@ func SelfDeploy(ctx context.Context, opts Options) (*run.Run, error) {
 		step("hosts file %s: %s (%s)", p.hostsFile, describeEntries(p.hosts), state)
 	}
 	for _, name := range p.skip {
-		reason := "it runs once per deploy from the control machine, not on each instance"
+		reason := VarSkip + " lists it"
 		if name == healthCheckTask {
 			reason = "the launcher checks the instance from outside"
 		}
