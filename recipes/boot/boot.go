@@ -66,6 +66,9 @@ type Options struct {
 	HostsFile string
 	// Metadata configures the reading of the instance metadata.
 	Metadata MetadataOptions
+	// Started, when set, is told the run as soon as the Deployfile is
+	// loaded, so an interrupt handler can say which hosts it reached.
+	Started func(*run.Run)
 }
 
 // UsageError is a self-deploy that cannot start because of what it was
@@ -178,6 +181,9 @@ func prepare(ctx context.Context, opts Options, step func(string, ...any)) (*pla
 	r, err := run.Load(ctx, cfg)
 	if err != nil {
 		return nil, usage(err)
+	}
+	if opts.Started != nil {
+		opts.Started(r)
 	}
 	p := &plan{run: r, hostsFile: opts.HostsFile, instanceID: md.InstanceID}
 	if p.hostsFile == "" {

@@ -65,7 +65,8 @@ func selfDeploy(c *urfave.Context, s *session, stdout io.Writer) error {
 		defer closer.Close()
 	}
 	opts := boot.Options{Run: cfg, Stage: stage, InstanceType: c.String("instance-type"), HostsFile: c.String("hosts-file"),
-		Metadata: boot.MetadataOptions{Timeout: c.Duration("metadata-timeout")}}
+		Metadata: boot.MetadataOptions{Timeout: c.Duration("metadata-timeout")},
+		Started:  func(r *run.Run) { s.started(stage, r) }}
 	if f := c.String("user-data"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -77,9 +78,6 @@ func selfDeploy(c *urfave.Context, s *session, stdout io.Writer) error {
 		opts.UserData = b
 	}
 	r, err := boot.SelfDeploy(c.Context, opts)
-	if r != nil {
-		s.started(stage, r)
-	}
 	if err == nil {
 		return nil
 	}
