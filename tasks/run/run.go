@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,6 +83,8 @@ type Run struct {
 
 	mu   sync.Mutex
 	pool *deploy.Pool // of the Execute in progress, or the last one
+	// hosts, when not nil, replace the stage's servers and sources (UseHosts).
+	hosts []*deploy.Host
 }
 
 // UsageError is a run that cannot start because of how it was configured
@@ -197,7 +200,7 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 	vars := r.project.Vars()
 	sink := output.NewRedactor(output.Multi(orDiscard(r.cfg.Terminal), log), vars.SecretValues)
 
-	inv, err := deploy.ResolveInventory(ctx, r.project.Hosts(), r.project.HostSources(), r.cfg.SourceTimeout)
+	inv, err := r.inventory(ctx)
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", r.project.Stage(), err)
 	}
@@ -233,6 +236,41 @@ func (r *Run) Execute(ctx context.Context, names ...string) error {
 		r.cfg.Terminal.Emit(output.Event{Time: time.Now(), Kind: output.Message, Level: "info", Line: "full log: " + r.ShownLogPath()})
 	}
 	return nil
+}
+
+// UseHosts makes hosts the run's hosts in place of the Deployfile's
+// servers and host sources, which are then never asked: an instance
+// deploying itself at boot is its one host, and must not need the cloud
+// API that discovers the fleet. Call it before Execute.
+func (r *Run) UseHosts(hosts []*deploy.Host) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hosts = make([]*deploy.Host, len(hosts))
+	for i, h := range hosts {
+		c := *h
+		c.Roles = slices.Clone(h.Roles)
+		c.Props = maps.Clone(h.Props)
+		r.hosts[i] = &c
+	}
+}
+
+// inventory is the hosts given to UseHosts, else the Deployfile's servers
+// and the answers of its host sources.
+func (r *Run) inventory(ctx context.Context) (*deploy.Inventory, error) {
+	r.mu.Lock()
+	given := r.hosts
+	r.mu.Unlock()
+	if given == nil {
+		return deploy.ResolveInventory(ctx, r.project.Hosts(), r.project.HostSources(), r.cfg.SourceTimeout)
+	}
+	hosts := make([]*deploy.Host, len(given))
+	for i, h := range given {
+		c := *h
+		c.Roles = slices.Clone(h.Roles)
+		c.Props = maps.Clone(h.Props)
+		hosts[i] = &c
+	}
+	return &deploy.Inventory{Hosts: hosts, Declared: len(hosts)}, nil
 }
 
 // ShownLogPath is the run log's path as a person at this directory would

@@ -278,3 +278,40 @@ set("db_password", "S3cr3t-xyz")
 		t.Errorf("log:\n%s", data)
 	}
 }
+
+// UseHosts replaces the stage's servers and host sources: the sources
+// are never asked, and the run sees exactly the hosts given.
+func TestGivenHostsReplaceTheInventory(t *testing.T) {
+	path := writeDeployfile(t, `
+use("fake")
+def production():
+    server("web1.example.com", roles = ["app"])
+    fake_servers("App=payroll")
+stage("production", production)
+def count(ctx):
+    info(", ".join([h.name + "/" + ",".join(h.roles) + "/" + h.properties.get("instance_type", "-") for h in roles("all")]))
+task("count", count)
+`)
+	var asked atomic.Int32
+	rec := &outputtest.Recorder{}
+	given := []*deploy.Host{{Name: "localhost", Roles: []string{"job"}, Props: map[string]any{"instance_type": "m1.large"}}}
+	r, err := Load(context.Background(), Config{Deployfile: path, Terminal: rec,
+		GoRecipes: map[string]func() tasks.Recipe{"fake": func() tasks.Recipe { return sourceRecipe{&asked} }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.UseStage(context.Background(), "production"); err != nil {
+		t.Fatal(err)
+	}
+	r.UseHosts(given)
+	given[0].Roles[0] = "changed" // the run keeps its own copy
+	if err := r.Execute(context.Background(), "count"); err != nil {
+		t.Fatal(err)
+	}
+	if asked.Load() != 0 {
+		t.Errorf("the host source was asked %d times", asked.Load())
+	}
+	if m := rec.Of(output.Message); len(m) != 1 || m[0].Line != "localhost/job/m1.large" {
+		t.Errorf("count printed %+v", m)
+	}
+}

@@ -167,6 +167,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *urfave.App {
 			return usageError(suggestFlag(c.App.Flags, err))
 		},
 		Commands: []*urfave.Command{
+			selfDeployCommand(s, stdout),
 			{
 				Name:      "init",
 				Usage:     "write a commented starter Deployfile in this directory",
