@@ -228,7 +228,7 @@ func TestLockFormat(t *testing.T) {
 		t.Errorf("lock:\n%s\nwant:\n%s", data, want)
 	}
 	for content, msg := range map[string]string{
-		"{":                                "not a davit lock file",
+		"{":                                 "not a davit lock file",
 		`{"lock_version": 7, "sources":{}}`: "lock_version 7, this davit reads version 1",
 		`{"lock_version": 1, "sources":{"git+file:///x": {"constraint":"^1","commit":"abc"}}}`: "source git+file:///x has no valid commit",
 		`{"lock_version": 1, "extra": 1}`: "not a davit lock file",
