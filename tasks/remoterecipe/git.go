@@ -44,16 +44,23 @@ func (g git) run(ctx context.Context, dir string, args ...string) (string, error
 	return stdout.String(), nil
 }
 
-// gitReason is git's "fatal:" line, else its first line of stderr.
+// gitReason is what git and its ssh said up to git's "fatal:" line (ssh's
+// "Host key verification failed." comes before git's "fatal: Could not
+// read from remote repository.", and git's advice after it), at most
+// three lines; without a fatal line, the first line.
 func gitReason(stderr string, err error) string {
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
-	for _, l := range lines {
+	var said []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if l = strings.TrimSpace(l); l == "" || strings.HasPrefix(l, "hint:") {
+			continue
+		}
+		said = append(said, l)
 		if strings.HasPrefix(l, "fatal:") {
-			return strings.TrimSpace(l)
+			return strings.Join(said[max(0, len(said)-3):], "; ")
 		}
 	}
-	if l := strings.TrimSpace(lines[0]); l != "" {
-		return l
+	if len(said) > 0 {
+		return said[0]
 	}
 	return err.Error()
 }

@@ -186,7 +186,7 @@ func (r *Resolver) pick(ctx context.Context, spec Spec) (tag, commit string, err
 	}
 	tags, err := r.git.tags(ctx, spec.URL)
 	if err != nil {
-		return "", "", fmt.Errorf("list its tags: %w; without %s a git recipe needs the network to resolve it", err, r.lockName())
+		return "", "", fmt.Errorf("list its tags: %w; a git recipe that %s does not pin is resolved from its repository, which must be reachable", err, r.lockName())
 	}
 	if sha, ok := tags[spec.Ref]; ok {
 		return spec.Ref, sha, nil

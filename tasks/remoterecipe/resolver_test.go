@@ -192,7 +192,7 @@ func TestLockWrittenThenUsedOffline(t *testing.T) {
 	// Offline without a lock fails, saying so.
 	os.Remove(e.lock)
 	_, _, err = load(t, e.resolver(Config{}), name)
-	if err == nil || !strings.Contains(err.Error(), "without Deployfile.lock a git recipe needs the network") {
+	if err == nil || !strings.Contains(err.Error(), "a git recipe that Deployfile.lock does not pin is resolved from its repository, which must be reachable") {
 		t.Errorf("no lock offline: %v", err)
 	}
 }
