@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // LockVersion is the format version a lock file records; a davit that
@@ -84,6 +85,9 @@ func ReadLock(path string) (*Lock, error) {
 	for src, e := range l.Sources {
 		if e == nil || e.Commit == "" || !IsCommit(e.Commit) {
 			return nil, fmt.Errorf("read %s: source %s has no valid commit; `davit recipes update %s` resolves it again", path, src, src)
+		}
+		if e.Tag != "" && (strings.HasPrefix(e.Tag, "-") || strings.ContainsAny(e.Tag, ": \t\n~^?*[\\")) {
+			return nil, fmt.Errorf("read %s: source %s: %q is not a tag name; `davit recipes update %s` resolves it again", path, src, e.Tag, src)
 		}
 		if e.Files == nil {
 			e.Files = map[string]string{}

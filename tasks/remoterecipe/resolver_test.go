@@ -59,8 +59,9 @@ func TestJoin(t *testing.T) {
 func releases(t *testing.T, dir string) (*recipetest.Repo, map[string]string) {
 	repo := recipetest.New(t, dir)
 	commits := map[string]string{}
-	for _, v := range []string{"v1.0.0", "v1.2.0", "v1.3.0-rc.1", "v2.0.0"} {
-		commits[v] = repo.Release(map[string]string{"rails/rails.star": "VERSION = " + `"` + v + `"` + "\n", "rails/lib.star": "X = 1\n"}, v)
+	for i, v := range []string{"v1.0.0", "v1.2.0", "v1.3.0-rc.1", "v2.0.0"} {
+		commits[v] = repo.Commit(map[string]string{"rails/rails.star": "VERSION = " + `"` + v + `"` + "\n", "rails/lib.star": "X = 1\n"})
+		repo.Tag(v, i%2 == 1)
 	}
 	return repo, commits
 }
@@ -232,6 +233,7 @@ func TestLockFormat(t *testing.T) {
 		`{"lock_version": 7, "sources":{}}`: "lock_version 7, this davit reads version 1",
 		`{"lock_version": 1, "sources":{"git+file:///x": {"constraint":"^1","commit":"abc"}}}`: "source git+file:///x has no valid commit",
 		`{"lock_version": 1, "extra": 1}`: "not a davit lock file",
+		`{"lock_version": 1, "sources":{"git+file:///x": {"constraint":"^1","tag":"v1:refs/heads/x","commit":"` + commits["v1.0.0"] + `"}}}`: `"v1:refs/heads/x" is not a tag name`,
 	} {
 		os.WriteFile(e.lock, []byte(content), 0o644)
 		if _, err := New(Config{LockPath: e.lock, CacheDir: e.cache}); err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), e.lock) {

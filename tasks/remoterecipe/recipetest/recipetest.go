@@ -82,12 +82,12 @@ func (r *Repo) Tag(name string, annotated bool) {
 	r.Git("tag", "-f", name)
 }
 
-// Release commits files and tags the commit with each tag.
+// Release commits files and tags the commit with each tag (lightweight).
 func (r *Repo) Release(files map[string]string, tags ...string) string {
 	r.t.Helper()
 	c := r.Commit(files)
-	for i, tag := range tags {
-		r.Tag(tag, i%2 == 1)
+	for _, tag := range tags {
+		r.Tag(tag, false)
 	}
 	return c
 }
