@@ -141,6 +141,7 @@ func (c cache) fill(ctx context.Context, g git, url, tag, commit string) (string
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		return "", fmt.Errorf("recipe cache: %w", err)
 	}
+	c.sweep(repo)
 	tmp, err := os.MkdirTemp(repo, ".fetch-")
 	if err != nil {
 		return "", fmt.Errorf("recipe cache: %w", err)
@@ -190,6 +191,25 @@ func (c cache) fill(ctx context.Context, g git, url, tag, commit string) (string
 		return "", fmt.Errorf("recipe cache: %w", err)
 	}
 	return got, nil
+}
+
+// abandoned is how old a temporary fetch directory must be to be
+// another davit's leftover (killed half-way) rather than a fetch in
+// progress: far longer than the timeouts of a fetch's git commands.
+const abandoned = time.Hour
+
+// sweep removes temporary fetch directories davit processes killed
+// half-way left behind in repo.
+func (c cache) sweep(repo string) {
+	entries, _ := os.ReadDir(repo)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".fetch-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > abandoned {
+			os.RemoveAll(filepath.Join(repo, e.Name()))
+		}
+	}
 }
 
 // readFile reads a file of a checkout; the path cannot leave it, not even

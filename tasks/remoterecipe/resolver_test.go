@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/davit-deploy/davit/tasks/remoterecipe/recipetest"
 )
@@ -431,5 +432,30 @@ func TestConcurrentResolvers(t *testing.T) {
 			names = append(names, en.Name())
 		}
 		t.Errorf("cache holds %v; want only the commit's checkout", names)
+	}
+}
+
+// TestLeftoversSwept: a fetch directory a killed davit left behind is
+// removed by the next fetch; a recent one (a fetch in progress) is not.
+func TestLeftoversSwept(t *testing.T) {
+	e := newEnv(t)
+	repo, _ := releases(t, filepath.Join(e.dir, "recipes.git"))
+	dir := cache{e.cache}.repoDir("file://" + repo.Dir)
+	old, recent := filepath.Join(dir, ".fetch-old"), filepath.Join(dir, ".fetch-recent")
+	for _, d := range []string{old, recent} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * abandoned)
+	os.Chtimes(old, long, long)
+	if _, _, err := load(t, e.resolver(Config{}), repo.URL()+"//rails/rails.star@^1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("old leftover still there: %v", err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("recent fetch directory removed: %v", err)
 	}
 }
