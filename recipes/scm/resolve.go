@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
-
-	"github.com/Masterminds/semver/v3"
 
 	"github.com/davit-deploy/davit/deploy"
 	"github.com/davit-deploy/davit/deploy/runner"
 	"github.com/davit-deploy/davit/tasks"
+	"github.com/davit-deploy/davit/tasks/semvertag"
 )
 
 // place is where a resolving command runs: the control machine (host nil)
@@ -352,55 +352,11 @@ func expandRevision(short string, refs remoteRefs) (string, error) {
 	return "", fmt.Errorf("revision %s is ambiguous (%s); give more digits", short, strings.Join(found, ", "))
 }
 
-// tagVersion parses a tag as a release version: semver 2 (X.Y.Z with an
-// optional prerelease and build), with an optional leading "v". Looser
-// forms ("1.4", "2024-01") are not versions here: a constraint picking a
-// date tag would be a surprise.
-func tagVersion(tag string) (*semver.Version, bool) {
-	v, err := semver.StrictNewVersion(strings.TrimPrefix(tag, "v"))
-	return v, err == nil
-}
-
 // pickVersion returns the tag with the highest version satisfying
-// constraint. Prereleases count only when the constraint itself names one
-// (Masterminds/semver's rule: "^1.5.0-rc.0" admits 1.5.0-rc.1, "^1.4" does
-// not). Two tags of one version (v1.4.2 and 1.4.2) resolve to the
-// alphabetically first, so the choice does not depend on map order.
+// constraint, by davit's one rule for version constraints (semvertag.Pick,
+// shared with load() of git recipes).
 func pickVersion(constraint string, tags map[string]string) (string, error) {
-	cons, err := semver.NewConstraint(constraint)
-	if err != nil {
-		return "", fmt.Errorf("version %q: %w", constraint, err)
-	}
-	type tv struct {
-		tag string
-		v   *semver.Version
-	}
-	var all []tv
-	for tag := range tags {
-		if v, ok := tagVersion(tag); ok {
-			all = append(all, tv{tag, v})
-		}
-	}
-	// Highest version first; equal versions by name.
-	slices.SortFunc(all, func(a, b tv) int {
-		if c := b.v.Compare(a.v); c != 0 {
-			return c
-		}
-		return strings.Compare(a.tag, b.tag)
-	})
-	for _, x := range all {
-		if cons.Check(x.v) {
-			return x.tag, nil
-		}
-	}
-	if len(all) == 0 {
-		return "", fmt.Errorf("version %q: no tag satisfies it: the repository has no version tags (vX.Y.Z)", constraint)
-	}
-	names := make([]string, len(all))
-	for i, x := range all {
-		names[i] = x.tag
-	}
-	return "", fmt.Errorf("version %q: no tag satisfies it; version tags: %s", constraint, listSome(names, 20))
+	return semvertag.Pick(constraint, slices.Collect(maps.Keys(tags)))
 }
 
 // checkTree fails unless tree is a directory in commit rev of the

@@ -705,7 +705,7 @@ func (p *Project) bRequire(th *starlark.Thread, b *starlark.Builtin, args starla
 	// otherwise refuse it for every constraint without a prerelease.
 	release := semver.New(v.Major(), v.Minor(), v.Patch(), "", "")
 	if !c.Check(release) {
-		return nil, fmt.Errorf("this Deployfile requires davit %s, but this is davit %s", constraint, p.opts.Version)
+		return nil, p.requireError(th, constraint)
 	}
 	return starlark.None, nil
 }

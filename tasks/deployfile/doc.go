@@ -17,4 +17,8 @@
 // as tasks.Builtin values (tasks.BuiltinProvider), and recipebuiltins.go
 // binds, checks and converts the arguments, checks the phase, and converts
 // the result, so this stays the only package that imports go.starlark.net.
+//
+// load("git+…//FILE@REF") reads a recipe shared from a git repository,
+// resolved and pinned in the Deployfile's lock file by remoterecipe
+// (remote.go); loads inside it stay in that repository at that commit.
 package deployfile

@@ -20,6 +20,7 @@ import (
 	"github.com/davit-deploy/davit/deploy"
 	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/tasks"
+	"github.com/davit-deploy/davit/tasks/remoterecipe"
 )
 
 // Options configure Load.
@@ -46,6 +47,12 @@ type Options struct {
 	// stage phases; nil discards it. During tasks, messages go to the
 	// executor's sink.
 	Sink output.Sink
+	// Remote resolves load("git+…") of shared recipes, and decides whether
+	// to follow the lock file or update it. nil makes one, on the first
+	// such load, that follows the lock beside the Deployfile
+	// (remoterecipe.LockPathFor) with the default cache, writing the lock
+	// when there is none.
+	Remote *remoterecipe.Resolver
 }
 
 // fileOptions is the Starlark dialect of Deployfiles: top-level if/for,
@@ -86,6 +93,8 @@ type Project struct {
 
 	globalSources []deploy.HostSource // recorded at top level: every stage
 	stageSources  []deploy.HostSource // recorded in the selected stage
+
+	remote *remoterecipe.Resolver // of git recipes; made on the first such load
 }
 
 type stageDef struct {
@@ -95,10 +104,12 @@ type stageDef struct {
 }
 
 // moduleRef names a Starlark file: on disk (path relative to the working
-// directory, as the user wrote the Deployfile path) or embedded (path
-// inside Options.Recipes).
+// directory, as the user wrote the Deployfile path), embedded (path
+// inside Options.Recipes) or in a git recipe's checkout (path inside the
+// repository).
 type moduleRef struct {
 	embedded bool
+	remote   *remoterecipe.Checkout
 	path     string
 }
 
@@ -106,12 +117,18 @@ func (m moduleRef) display() string {
 	if m.embedded {
 		return "davit/" + m.path
 	}
+	if m.remote != nil {
+		return m.remote.Spec.Source + "//" + m.path + "@" + m.remote.Version()
+	}
 	return m.path
 }
 
 func (m moduleRef) key() string {
 	if m.embedded {
 		return "davit:" + m.path
+	}
+	if m.remote != nil {
+		return m.remote.Spec.Source + "@" + m.remote.Commit + "//" + m.path
 	}
 	if abs, err := filepath.Abs(m.path); err == nil {
 		return abs
@@ -146,6 +163,9 @@ func Load(ctx context.Context, path string, opts Options) (*Project, error) {
 		return nil, err
 	}
 	if _, err := p.execModule(ctx, moduleRef{path: p.path}); err != nil {
+		return nil, err
+	}
+	if err := p.finishRemote(); err != nil {
 		return nil, err
 	}
 	p.freezeRecorded()
@@ -215,6 +235,11 @@ func (p *Project) runModule(ctx context.Context, ref moduleRef) (starlark.String
 			return nil, fmt.Errorf("load %s: no embedded recipes are available", ref.display())
 		}
 		src, err = fs.ReadFile(p.opts.Recipes, ref.path)
+	} else if ref.remote != nil {
+		// Its errors name the source, version and file already.
+		if src, err = p.remote.ReadFile(ref.remote, ref.path); err != nil {
+			return nil, err
+		}
 	} else {
 		src, err = os.ReadFile(ref.path)
 	}
@@ -255,13 +280,17 @@ func (p *Project) suggestBuiltins(err error) error {
 	return list
 }
 
-// resolveLoad maps a load() module name, written in file from, to a file:
-// "davit/NAME.star" is an embedded recipe; other names are relative to the
-// loading file (inside the embedded recipes for an embedded file).
-func (p *Project) resolveLoad(from moduleRef, name string) (moduleRef, error) {
+// resolveLoad maps a load() module name, written in file from at position
+// at, to a file: "davit/NAME.star" is an embedded recipe; "git+…" a git
+// recipe (remote.go); other names are relative to the loading file (inside
+// the embedded recipes for an embedded file, inside the repository at the
+// same commit for a git recipe's file).
+func (p *Project) resolveLoad(from moduleRef, name, at string) (moduleRef, error) {
 	switch {
-	case strings.Contains(name, "://") || strings.HasPrefix(name, "git+"):
-		return moduleRef{}, errors.New("remote recipes are not supported yet; vendor the file and load it by path")
+	case remoterecipe.IsRemote(name):
+		return p.resolveRemote(name, at)
+	case strings.Contains(name, "://"):
+		return moduleRef{}, fmt.Errorf("%q: a recipe from a repository is loaded as git+https://HOST/REPO.git//FILE.star@VERSION", name)
 	case strings.HasPrefix(name, "davit/"):
 		rel := path.Clean(strings.TrimPrefix(name, "davit/"))
 		if !fs.ValidPath(rel) {
@@ -274,6 +303,12 @@ func (p *Project) resolveLoad(from moduleRef, name string) (moduleRef, error) {
 			return moduleRef{}, fmt.Errorf("%q leaves the embedded recipes", name)
 		}
 		return moduleRef{embedded: true, path: rel}, nil
+	case from.remote != nil:
+		rel, err := remoterecipe.Join(from.path, name)
+		if err != nil {
+			return moduleRef{}, err
+		}
+		return moduleRef{remote: from.remote, path: rel}, nil
 	case filepath.IsAbs(name):
 		return moduleRef{path: filepath.Clean(name)}, nil
 	}
@@ -283,7 +318,7 @@ func (p *Project) resolveLoad(from moduleRef, name string) (moduleRef, error) {
 // load implements starlark.Thread.Load.
 func (p *Project) load(th *starlark.Thread, name string) (starlark.StringDict, error) {
 	st := stateOf(th)
-	ref, err := p.resolveLoad(st.module, name)
+	ref, err := p.resolveLoad(st.module, name, th.CallFrame(0).Pos.String())
 	if err != nil {
 		return nil, err
 	}

@@ -192,6 +192,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *urfave.App {
 					return printCompletion(c, stdout)
 				},
 			},
+			recipesCommand(s, stdout, stderr),
 		},
 	}
 }
