@@ -191,6 +191,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *urfave.App {
 					return printCompletion(c, stdout)
 				},
 			},
+			simulateCommand(stdout),
 		},
 	}
 }
