@@ -86,6 +86,7 @@ type Project struct {
 
 	globalSources []deploy.HostSource // recorded at top level: every stage
 	stageSources  []deploy.HostSource // recorded in the selected stage
+	schedules     []*Schedule         // schedule() calls (schedule.go)
 }
 
 type stageDef struct {
