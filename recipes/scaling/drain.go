@@ -3,7 +3,6 @@ package scaling
 import (
 	"fmt"
 	"math"
-	"strings"
 	"time"
 )
 
@@ -12,7 +11,7 @@ import (
 // arriving) within Target, counting the servers still booting; once the
 // queue has stayed at or below Low for Quiet it retires, newest first, the
 // servers the arriving work does not need, and, under per-started-hour
-// billing, only those near the end of their paid hour.
+// billing, only while the newest is near the end of its paid hour.
 //
 // The seed rule's waste is churn: it retires the one extra server the day
 // needs as soon as the queue is short, then launches it again, paying for a
@@ -162,19 +161,21 @@ func (p *Drain) retire(in Input, o observation, d Decision) Decision {
 		d.Reason = fmt.Sprintf("%s, but about %.1f/min arrive: the %d extra are needed", why, rate, len(o.all))
 		return d
 	}
-	var retire, waiting []string
+	// Newest first, as the original rule and the launcher's terminate do;
+	// under hourly billing stop at the first with much of its paid hour
+	// left (retiring it now would throw that away).
+	var retire []string
 	for i := len(o.all) - 1; i >= 0 && len(retire) < excess; i-- {
 		s := o.all[i]
 		if rem := p.paidLeft(in.Now, s); rem > p.HourEnd {
-			waiting = append(waiting, fmt.Sprintf("%s %s", s.ID, minutes(rem)))
-			continue
+			if len(retire) == 0 {
+				d.Reason = fmt.Sprintf("%s; %d not needed, but the newest, %s, has %s of its paid hour left: keeping it until the last %s",
+					why, excess, s.ID, minutes(rem), minutes(p.HourEnd))
+				return d
+			}
+			break
 		}
 		retire = append(retire, s.ID)
-	}
-	if len(retire) == 0 {
-		d.Reason = fmt.Sprintf("%s; %d not needed, but each has more than %s of its paid hour left (%s)",
-			why, excess, minutes(p.HourEnd), strings.Join(waiting, ", "))
-		return d
 	}
 	d.Action, d.Count, d.Servers = Terminate, len(retire), retire
 	d.Reason = fmt.Sprintf("%s and about %.1f/min arrive: %d extra are enough", why, rate, keep)

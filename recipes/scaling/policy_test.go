@@ -219,9 +219,20 @@ func TestDrainHourlyBillingRetiresNearPaidHourEnd(t *testing.T) {
 	wantAction(t, decide(t, &p, Input{Queue: q, Base: 1, Servers: []Server{ready("a", 50, 40)}}), Terminate, 1, "a")
 	wantAction(t, decide(t, &p, Input{Queue: q, Base: 1, Servers: []Server{ready("a", 120, 110)}}), Terminate, 1, "a")
 	wantAction(t, decide(t, &p, Input{Queue: q, Base: 1, Servers: []Server{ready("a", 125, 115)}}), Hold, 0)
-	// The newest is mid-hour, an older one near its end: the older goes.
+	// Newest first: the newest is mid-hour, so nothing goes, even though
+	// an older one is near its hour's end.
 	both := []Server{ready("old", 115, 105), ready("new", 20, 10)}
-	wantAction(t, decide(t, &p, Input{Queue: q, Base: 1, Servers: both}), Terminate, 1, "old")
+	d := decide(t, &p, Input{Queue: q, Base: 1, Servers: both})
+	wantAction(t, d, Hold, 0)
+	if !strings.Contains(d.Reason, "the newest, new, has 40m of its paid hour left") {
+		t.Fatalf("reason %q", d.Reason)
+	}
+	// Both near their hours' ends: both go; the older one's hour is not
+	// touched when the newest must stay.
+	both = []Server{ready("old", 115, 105), ready("new", 55, 45)}
+	wantAction(t, decide(t, &p, Input{Queue: q, Base: 1, Servers: both}), Terminate, 2, "new", "old")
+	both = []Server{ready("old", 100, 90), ready("new", 55, 45)}
+	wantAction(t, decide(t, &p, Input{Queue: q, Base: 1, Servers: both}), Terminate, 1, "new")
 }
 
 func TestDrainSingleReadingFromCron(t *testing.T) {
