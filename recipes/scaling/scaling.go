@@ -158,6 +158,14 @@ func Named(name string) (Policy, error) {
 // Names lists the policies Named knows, the default first.
 func Names() []string { return []string{"drain", "seed"} }
 
+// minutes writes a duration as people read it: 45m, 1h5m, 50m12s.
 func minutes(d time.Duration) string {
-	return fmt.Sprintf("%gm", d.Round(time.Second).Minutes())
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
