@@ -190,3 +190,19 @@ func TestWeekdayTraceShape(t *testing.T) {
 		t.Fatalf("rates: night %.2f/min, day %.2f/min", night, day)
 	}
 }
+
+// BenchmarkSimulateWeekday is one day of the default model per policy: how
+// long a user waits for autoscale:simulate on a day's trace.
+func BenchmarkSimulateWeekday(b *testing.B) {
+	trace := weekday.Generate(1)
+	for _, name := range Names() {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				p, _ := Named(name)
+				if _, err := Simulate(trace, p, DefaultModel()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

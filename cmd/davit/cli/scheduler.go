@@ -35,6 +35,9 @@ func scheduleCommand(p *deployfile.Project, tasks []string) bool {
 // once the Deployfile is loaded and the stage selected.
 func runScheduleCommand(c *urfave.Context, s *session, r *run.Run, cfg run.Config, inv invocation, stdout io.Writer) error {
 	p := r.Project()
+	if stages := p.Stages(); inv.stage == "" && len(stages) > 0 {
+		return usageError(fmt.Errorf("no stage given: davit STAGE %s (stages: %s)", inv.tasks[0], strings.Join(stages, ", ")))
+	}
 	entries := p.Schedules()
 	if len(entries) == 0 {
 		where := "the Deployfile"
