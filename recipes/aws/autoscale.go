@@ -132,7 +132,7 @@ func (r *Recipe) autoscale(c *tasks.BuiltinCall) (any, error) {
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("autoscale(%q): %s", a.Role, strings.Join(problems, "; "))
 	}
-	return nil, r.autoscaled.add(c.Stage, a)
+	return nil, r.scalers.add(c.Stage, a)
 }
 
 // policyFromArgs builds the named policy from its defaults and the
@@ -270,7 +270,7 @@ func (r *Recipe) autoscaleProblems(v *tasks.Vars) []string {
 	}
 	stage, _ := v.FetchString("stage")
 	ls := r.stageLaunchers(stage)
-	as := r.autoscaled.stage(stage)
+	as := r.scalers.stage(stage)
 	for _, role := range sortedKeys(as) {
 		a := as[role]
 		if a.ASG == "" && ls[role] == nil {
@@ -306,7 +306,7 @@ func watchVar(v *tasks.Vars) (time.Duration, error) {
 func (r *Recipe) autoscaleTask(c *tasks.Context) error {
 	v := c.Executor.Vars
 	stage, _ := v.FetchString("stage")
-	as := r.autoscaled.stage(stage)
+	as := r.scalers.stage(stage)
 	if len(as) == 0 {
 		return fmt.Errorf("stage %s declares no autoscale(...)", stage)
 	}

@@ -37,10 +37,10 @@ type Recipe struct {
 	// a plain dialer.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	mu         sync.Mutex
-	sources    map[string][]*Source            // by stage; "" is the top level
-	launchers  map[string]map[string]*Launcher // by stage, then role
-	autoscaled autoscalers                     // autoscale() declarations (autoscale.go)
+	mu        sync.Mutex
+	sources   map[string][]*Source            // by stage; "" is the top level
+	launchers map[string]map[string]*Launcher // by stage, then role
+	scalers   autoscalers                     // autoscale() declarations (autoscale.go)
 }
 
 // New returns the recipe as use("aws") installs it: the standard AWS
