@@ -1,7 +1,7 @@
 // Command compare prints the policy table of the README: each policy on
 // seeded weekday traces under the default model.
 //
-//	go run ./recipes/scaling/testdata/compare [-seeds 4]
+//	go run ./recipes/scaling/testdata/compare [-seeds 4] [-hourly-billing]
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 
 func main() {
 	seeds := flag.Int("seeds", 4, "number of seeded traces (seeds 1..N)")
+	hourly := flag.Bool("hourly-billing", false, "tell drain that servers are billed per started hour")
 	flag.Parse()
 	fmt.Println("| trace | policy | instance-hours | of seed's | started hours | backlog job-minutes | p95 wait (min) | launches |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -23,6 +24,9 @@ func main() {
 		var seedHours float64
 		for _, name := range []string{"seed", "drain"} {
 			p, _ := scaling.Named(name)
+			if d, ok := p.(*scaling.Drain); ok {
+				d.HourlyBilling = *hourly
+			}
 			r, err := scaling.Simulate(trace, p, scaling.DefaultModel())
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
