@@ -40,6 +40,7 @@ type Recipe struct {
 	mu        sync.Mutex
 	sources   map[string][]*Source            // by stage; "" is the top level
 	launchers map[string]map[string]*Launcher // by stage, then role
+	scalers   autoscalers                     // autoscale() declarations (autoscale.go)
 }
 
 // New returns the recipe as use("aws") installs it: the standard AWS
@@ -131,6 +132,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 			problems = append(problems, err.Error())
 		}
 	}
+	problems = append(problems, r.autoscaleProblems(v)...)
 	stage, _ := v.FetchString("stage")
 	if len(r.stageLaunchers(stage)) > 0 {
 		src, err := r.stageSource(stage)
@@ -156,7 +158,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 
 // Builtins contributes ec2_servers and launcher.
 func (r *Recipe) Builtins() []tasks.Builtin {
-	return []tasks.Builtin{launcherBuiltin(r), {
+	return []tasks.Builtin{launcherBuiltin(r), autoscaleBuiltin(r), {
 		Name: "ec2_servers",
 		Doc:  "Adds the running EC2 instances with these tags (and filters) as servers, asked when a task runs.",
 		Params: []tasks.Param{

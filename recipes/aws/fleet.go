@@ -327,6 +327,7 @@ func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
 		{Name: "scale", Desc: "Converge role= to count= running instances (base fleet included), launching or terminating davit's own", Run: r.scaleTask},
 		{Name: "lb:deregister", Desc: "Take the hosts out of their role's load balancer and wait for draining", Run: r.lbDeregisterTask},
 		{Name: "lb:register", Desc: "Put the hosts into their role's load balancer and wait until they are healthy there", Run: r.lbRegisterTask},
+		{Name: "autoscale", Desc: "Decide once from the queue length of role= and launch or terminate; watch=5m decides every 5 minutes until stopped", Run: r.autoscaleTask},
 	} {
 		t.Pos = pos
 		if err := reg.Define(t); err != nil {

@@ -45,6 +45,7 @@ func (p *Project) coreBuiltins() starlark.StringDict {
 		"primary":     p.bPrimary,
 		"reinvoke":    p.bInvoke,
 		"require":     p.bRequire,
+		"schedule":    p.bSchedule,
 		"use":         p.bUse,
 		"role":        p.bRole,
 		"roles":       p.bRoles,

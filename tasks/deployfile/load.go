@@ -94,7 +94,8 @@ type Project struct {
 	globalSources []deploy.HostSource // recorded at top level: every stage
 	stageSources  []deploy.HostSource // recorded in the selected stage
 
-	remote *remoterecipe.Resolver // of git recipes; made on the first such load
+	remote    *remoterecipe.Resolver // of git recipes; made on the first such load
+	schedules []*Schedule            // schedule() calls (schedule.go)
 }
 
 type stageDef struct {

@@ -154,6 +154,9 @@ func (r *Run) Check(names ...string) error {
 	if err := r.project.CheckRecipes(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := r.project.CheckSchedules(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, name := range names {
 		if err := (&tasks.Executor{Registry: r.project.Registry()}).CheckHooks(name); err != nil {
 			errs = append(errs, err)

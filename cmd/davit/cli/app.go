@@ -193,6 +193,7 @@ func newApp(s *session, stdin *os.File, stdout, stderr io.Writer) *urfave.App {
 				},
 			},
 			recipesCommand(s, stdout, stderr),
+			simulateCommand(stdout),
 		},
 	}
 }

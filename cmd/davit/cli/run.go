@@ -168,6 +168,9 @@ func runTasks(c *urfave.Context, s *session, stdin *os.File, stdout, stderr io.W
 	if len(inv.tasks) == 0 {
 		return usageError(errNoTasks)
 	}
+	if scheduleCommand(p, inv.tasks) {
+		return runScheduleCommand(c, s, r, cfg, inv, stdout)
+	}
 	if err := checkStage(p, inv); err != nil {
 		return usageError(err)
 	}
