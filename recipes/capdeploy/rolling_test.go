@@ -112,6 +112,19 @@ func TestSSHRollingLoadBalancer(t *testing.T) {
 	if got := f.order(); !slices.Equal(got, want) {
 		t.Errorf("one batch: order = %v\nwant %v", got, want)
 	}
+
+	// A rollback publishes the same way.
+	if _, err := f.run(f.extra, map[string]string{"publish_batch": "2"}, nil, "rollback"); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{
+		"deregister:host1,host2", "switched:host1,host2", "restarted:host1,host2", "healthy:host1,host2", "register:host1,host2",
+		"deregister:host3", "switched:host3", "restarted:host3", "healthy:host3", "register:host3",
+	}
+	if got := f.order(); !slices.Equal(got, want) {
+		t.Errorf("rollback: order = %v\nwant    %v", got, want)
+	}
+	f.wantCurrent(first)
 }
 
 // A batch failing its health check stops the rollout: every host that
@@ -239,6 +252,43 @@ func TestSSHRollingLoadBalancerRegisterFails(t *testing.T) {
 		t.Errorf("order = %v\nwant    %v", got, want)
 	}
 	f.wantCurrent(first)
+}
+
+// lb:deregister failing stops the rollout before the batch switches; the
+// batch, which may have left the load balancer in part, is registered
+// again, and the earlier batch moves back.
+func TestSSHRollingLoadBalancerDeregisterFails(t *testing.T) {
+	f := newLBFleet(t, 3)
+	f.deploy(f.extra, nil)
+	first := f.newestRelease()
+	f.order()
+
+	f.commit("Welcome to v2")
+	extra := f.extra + `def deregister(ctx):
+    names = ",".join([h.name for h in roles("app")])
+    run_locally(lambda h: h.execute("echo deregister:" + names + " >> " + ORDER + " && test " + names + " != host2"))
+task("lb:deregister", deregister)
+`
+	_, err := f.run(extra, map[string]string{"publish_batch": "1"}, nil, "deploy")
+	if err == nil || !strings.Contains(err.Error(), "batch 2 of 3 (host2): task lb:deregister failed") {
+		t.Fatalf("deploy with lb:deregister failing on host2: %v", err)
+	}
+	t.Log(err)
+	want := []string{
+		"deregister:host1", "switched:host1", "restarted:host1", "healthy:host1", "register:host1",
+		"deregister:host2",
+		"restarted:host1", // host1 moved back
+		"register:host2",
+	}
+	if got := f.order(); !slices.Equal(got, want) {
+		t.Errorf("order = %v\nwant    %v", got, want)
+	}
+	if !strings.Contains(err.Error(), "host2: still on "+first) || !strings.Contains(err.Error(), "back in the load balancer") {
+		t.Errorf("summary does not say host2 is unchanged and back in the load balancer")
+	}
+	f.wantCurrent(first)
+	f.wantReleases(first)
+	f.wantNoLock()
 }
 
 // A dry run says what it would deregister and register, and records
