@@ -117,29 +117,22 @@ func (s *Source) ec2Filters() []types.Filter {
 	return append(out, types.Filter{Name: aws.String("instance-state-name"), Values: []string{"running"}})
 }
 
+// filtersFor is what the launcher's listings send: the source's tags and
+// filters, with the instance states asked for instead of running alone,
+// and extra filters after.
+func (s *Source) filtersFor(states []string, extra ...types.Filter) []types.Filter {
+	all := s.ec2Filters()
+	out := slices.Clone(all[:len(all)-1])
+	out = append(out, extra...)
+	return append(out, types.Filter{Name: aws.String("instance-state-name"), Values: states})
+}
+
 // Hosts asks EC2 for the instances, following every page, and makes each
 // one a host.
 func (s *Source) Hosts(ctx context.Context) ([]*deploy.Host, error) {
-	opts := []func(*config.LoadOptions) error{}
-	if s.Region != "" {
-		opts = append(opts, config.WithRegion(s.Region))
-	}
-	opts = append(opts, s.LoadOptions...)
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := loadConfig(ctx, s.Region, s.LoadOptions)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, fmt.Errorf("no AWS region: give ec2_servers(region=...), or set AWS_REGION or a region in the AWS profile")
-	}
-	if !regionPattern.MatchString(cfg.Region) {
-		return nil, fmt.Errorf("unknown AWS region %q (from the environment or profile)", cfg.Region)
-	}
-	if cfg.Credentials == nil {
-		return nil, errNoCredentials(nil)
-	}
-	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return nil, errNoCredentials(err)
+		return nil, err
 	}
 	client := ec2.NewFromConfig(cfg)
 	limit := s.PageSize
@@ -173,6 +166,34 @@ func (s *Source) Hosts(ctx context.Context) ([]*deploy.Host, error) {
 		return nil, fmt.Errorf("address=%q: instances without one: %s", s.Address, strings.Join(noAddress, ", "))
 	}
 	return hosts, nil
+}
+
+// loadConfig loads the SDK's configuration the standard way (environment,
+// profiles, AWS_ENDPOINT_URL), with region (if any) and then extra, and
+// checks that it has a plausible region and credentials.
+func loadConfig(ctx context.Context, region string, extra []func(*config.LoadOptions) error) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{}
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	opts = append(opts, extra...)
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return cfg, fmt.Errorf("load AWS config: %w", err)
+	}
+	if cfg.Region == "" {
+		return cfg, fmt.Errorf("no AWS region: give ec2_servers(region=...), or set AWS_REGION or a region in the AWS profile")
+	}
+	if !regionPattern.MatchString(cfg.Region) {
+		return cfg, fmt.Errorf("unknown AWS region %q (from the environment or profile)", cfg.Region)
+	}
+	if cfg.Credentials == nil {
+		return cfg, errNoCredentials(nil)
+	}
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		return cfg, errNoCredentials(err)
+	}
+	return cfg, nil
 }
 
 func errNoCredentials(err error) error {

@@ -1,18 +1,13 @@
 package capdeploy
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/httpwait"
 	"github.com/davit-deploy/davit/tasks"
 )
 
@@ -29,35 +24,12 @@ type healthSettings struct {
 	rollback bool
 }
 
-var placeholder = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+// placeholder matches one {key} of a health_check_url template.
+var placeholder = httpwait.Placeholder
 
-// expandURL fills a URL template for host h: {host} is the address davit
-// connects to (address=, else the name), {name} the host's name, {user}
-// its login user, and any other {key} the host property key (server(...,
-// http_port = 8080) gives {http_port}).
-func expandURL(tmpl string, h *deploy.Host) (string, error) {
-	var missing []string
-	out := placeholder.ReplaceAllStringFunc(tmpl, func(m string) string {
-		key := m[1 : len(m)-1]
-		switch key {
-		case "host":
-			return h.DialAddress()
-		case "name":
-			return h.Name
-		case "user":
-			return h.User
-		}
-		if v, ok := h.Props[key]; ok {
-			return fmt.Sprint(v)
-		}
-		missing = append(missing, m)
-		return m
-	})
-	if len(missing) > 0 {
-		return "", fmt.Errorf("health_check_url %q: %s has no %s (placeholders are {host}, {name}, {user} and the host's properties)", tmpl, h, strings.Join(missing, ", "))
-	}
-	return out, nil
-}
+// expandURL fills a URL template for host h (httpwait.ExpandURL: {host},
+// {name}, {user} and the host's properties).
+func expandURL(tmpl string, h *deploy.Host) (string, error) { return httpwait.ExpandURL(tmpl, h) }
 
 // healthTargets lists what deploy:health_check will fetch for the hosts
 // the executor sees: health_check_url is one template for the hosts with
@@ -174,20 +146,18 @@ func (r *Recipe) healthCheck(c *tasks.Context) error {
 		}
 		byHost[t.host.Key()] = append(byHost[t.host.Key()], t.url)
 	}
-	client := &http.Client{Transport: &http.Transport{
-		// Health checks go straight to the servers: a proxy from the
-		// environment would check the proxy's view instead.
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: defaultHealthRequestLimit,
-		DisableKeepAlives:     true,
-	}}
+	wait := httpwait.Options{
+		Expect:     cfg.expect,
+		Interval:   defaultHealthInterval,
+		TryTimeout: defaultHealthRequestLimit,
+		Timeout:    cfg.timeout,
+	}
+	client := httpwait.Client(wait)
 	defer client.CloseIdleConnections()
 	err = c.On(hosts, nil, func(hc *tasks.HostContext) error {
 		for _, u := range byHost[hc.Host.Key()] {
 			start := time.Now()
-			if err := waitHealthy(hc.Ctx(), client, u, cfg.expect, cfg.timeout); err != nil {
+			if _, err := httpwait.WaitWith(hc.Ctx(), client, u, wait); err != nil {
 				return fmt.Errorf("health check GET %s: %w", u, err)
 			}
 			hc.Info(fmt.Sprintf("healthy: %s answered %q after %s", u, cfg.expect, time.Since(start).Round(time.Millisecond)))
@@ -204,66 +174,4 @@ func (r *Recipe) healthCheck(c *tasks.Context) error {
 		return nil
 	}
 	return err
-}
-
-// waitHealthy polls url until its body contains expect (case-insensitive)
-// with a status below 400, or timeout passes. Each request is bounded on
-// its own, so one hung connection cannot eat the whole deadline.
-func waitHealthy(ctx context.Context, client *http.Client, url, expect string, timeout time.Duration) error {
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	want := bytes.ToLower([]byte(expect))
-	last := "no answer"
-	// try makes one request; it reports whether the page was healthy and,
-	// if not, why in last.
-	try := func() (bool, error) {
-		rctx, rcancel := context.WithTimeout(dctx, defaultHealthRequestLimit)
-		defer rcancel()
-		req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		switch {
-		case err != nil:
-			last = fmt.Sprintf("status %d, reading the body: %v", resp.StatusCode, err)
-		case resp.StatusCode >= 400:
-			last = fmt.Sprintf("status %d", resp.StatusCode)
-		case !bytes.Contains(bytes.ToLower(body), want):
-			last = fmt.Sprintf("status %d, body without %q: %q", resp.StatusCode, expect, snippet(body))
-		default:
-			return true, nil
-		}
-		return false, nil
-	}
-	for {
-		ok, err := try()
-		if ok || err != nil {
-			return err
-		}
-		t := time.NewTimer(defaultHealthInterval)
-		select {
-		case <-dctx.Done():
-			t.Stop()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("no answer containing %q within %s (last: %s)", expect, timeout, last)
-		case <-t.C:
-		}
-	}
-}
-
-func snippet(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return s
 }

@@ -1,8 +1,17 @@
-// Package awstest is an EC2 endpoint for tests: an HTTP server on
-// 127.0.0.1 that speaks the EC2 Query protocol for DescribeInstances with
-// AWS's documented semantics (filters, tag filters, MaxResults/NextToken
-// paging, error XML, throttling), so the real aws-sdk-go-v2 client can be
-// pointed at it with AWS_ENDPOINT_URL.
+// Package awstest is an AWS endpoint for tests: one HTTP server on
+// 127.0.0.1 that speaks the Query protocols of EC2 (DescribeInstances,
+// RunInstances, TerminateInstances, CreateTags), the classic Elastic Load
+// Balancing API (2012-06-01) and Elastic Load Balancing v2 (2015-12-01)
+// for the calls davit makes, with AWS's documented semantics: filters and
+// tag filters, MaxResults/NextToken paging, tags from TagSpecifications,
+// user data, pending → running after a delay, shutting-down → terminated,
+// DryRun answered with DryRunOperation, registration that turns healthy
+// after a delay and deregistration that drains, error XML and throttling.
+// The real aws-sdk-go-v2 clients are pointed at it with AWS_ENDPOINT_URL;
+// the request's Version says which API it is for.
+//
+// Files: server.go (the server, DescribeInstances), ec2.go (the mutating
+// EC2 calls), elb.go (classic load balancers), elbv2.go (target groups).
 package awstest
 
 import (
@@ -40,6 +49,20 @@ type Instance struct {
 	PublicIP   string
 	PrivateDNS string
 	PublicDNS  string
+
+	// What RunInstances was given, for tests to check (seeded instances
+	// may leave them empty). UserData is as sent: base64.
+	ImageID        string
+	LaunchTemplate string // the template's id or name
+	KeyName        string
+	SubnetID       string
+	SecurityGroups []string // ids and names, in the order sent
+	IamProfile     string   // the profile's name or ARN
+	UserData       string
+
+	// runningAt and goneAt are when a pending instance becomes running
+	// and a shutting-down one terminated.
+	runningAt, goneAt time.Time
 }
 
 // stateCodes are EC2's documented instance state codes.
@@ -55,12 +78,17 @@ type Server struct {
 	instances []Instance
 	throttle  int
 	requests  []url.Values
+	launches  int // instances RunInstances has made, for ids and addresses
+	ec2       ec2Settings
+	elbs      map[string]*classicLB
+	groups    map[string]*targetGroup // by ARN
 }
 
 // NewServer starts a server on 127.0.0.1, closed when the test ends.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{}
+	s := &Server{elbs: map[string]*classicLB{}, groups: map[string]*targetGroup{}}
+	s.ec2 = defaultEC2Settings()
 	hs := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(hs.Close)
 	s.URL = hs.URL
@@ -80,8 +108,9 @@ func (s *Server) AddInstances(in ...Instance) {
 	}
 }
 
-// Throttle makes the next n API calls fail with RequestLimitExceeded
-// (HTTP 503), as EC2 does when a caller exceeds its request rate.
+// Throttle makes the next n API calls fail as AWS does when a caller
+// exceeds its request rate: RequestLimitExceeded (HTTP 503) from EC2,
+// Throttling (HTTP 400) from the load balancer APIs.
 func (s *Server) Throttle(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -96,15 +125,59 @@ func (s *Server) Requests() []url.Values {
 	return slices.Clone(s.requests)
 }
 
-// apiError is an EC2 error answer.
+// Actions returns the Action of every API call received, in order.
+func (s *Server) Actions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.requests))
+	for i, r := range s.requests {
+		out[i] = r.Get("Action")
+	}
+	return out
+}
+
+// Instances returns every instance as it is now, in launch order.
+func (s *Server) Instances() []Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settle(time.Now())
+	return slices.Clone(s.instances)
+}
+
+// settle moves instances whose time has come: pending to running,
+// shutting-down to terminated.
+func (s *Server) settle(now time.Time) {
+	for i := range s.instances {
+		in := &s.instances[i]
+		switch {
+		case in.State == "pending" && !now.Before(in.runningAt):
+			in.State = "running"
+		case in.State == "shutting-down" && !now.Before(in.goneAt):
+			in.State = "terminated"
+		}
+	}
+}
+
+// apiError is an error answer.
 type apiError struct {
 	status        int
 	code, message string
 }
 
+// The API versions served besides EC2's, and their namespaces.
+const (
+	ELBVersion   = "2012-06-01"
+	ELBv2Version = "2015-12-01"
+	elbNamespace = "http://elasticloadbalancing.amazonaws.com/doc/"
+)
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	reqID := fmt.Sprintf("req-%d", time.Now().UnixNano())
 	if err := s.handle(w, r, reqID); err != nil {
+		if v := r.PostForm.Get("Version"); v == ELBVersion || v == ELBv2Version {
+			writeQueryError(w, v, reqID, err)
+			return
+		}
 		writeError(w, reqID, err)
 	}
 }
@@ -121,29 +194,53 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, reqID string) *a
 	}
 	form := r.PostForm
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.requests = append(s.requests, form)
 	throttled := s.throttle > 0
 	if throttled {
 		s.throttle--
 	}
-	instances := slices.Clone(s.instances)
-	s.mu.Unlock()
+	s.settle(time.Now())
 
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=") {
 		return &apiError{http.StatusUnauthorized, "AuthFailure", "AWS was not able to validate the provided access credentials"}
 	}
+	version, action := form.Get("Version"), form.Get("Action")
 	if throttled {
-		return &apiError{http.StatusServiceUnavailable, "RequestLimitExceeded", "Request limit exceeded."}
+		if version == APIVersion {
+			return &apiError{http.StatusServiceUnavailable, "RequestLimitExceeded", "Request limit exceeded."}
+		}
+		return &apiError{http.StatusBadRequest, "Throttling", "Rate exceeded"}
 	}
-	if v := form.Get("Version"); v != APIVersion {
-		return &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("unsupported Version %q", v)}
-	}
-	switch a := form.Get("Action"); a {
-	case "DescribeInstances":
-		return describeInstances(w, form, instances, reqID)
+	var handler func(http.ResponseWriter, url.Values, string) *apiError
+	switch version {
+	case APIVersion:
+		handler = map[string]func(http.ResponseWriter, url.Values, string) *apiError{
+			"DescribeInstances":  s.describeInstances,
+			"RunInstances":       s.runInstances,
+			"TerminateInstances": s.terminateInstances,
+			"CreateTags":         s.createTags,
+		}[action]
+	case ELBVersion:
+		handler = map[string]func(http.ResponseWriter, url.Values, string) *apiError{
+			"RegisterInstancesWithLoadBalancer":   s.registerInstances,
+			"DeregisterInstancesFromLoadBalancer": s.deregisterInstances,
+			"DescribeInstanceHealth":              s.describeInstanceHealth,
+		}[action]
+	case ELBv2Version:
+		handler = map[string]func(http.ResponseWriter, url.Values, string) *apiError{
+			"DescribeTargetGroups": s.describeTargetGroups,
+			"RegisterTargets":      s.registerTargets,
+			"DeregisterTargets":    s.deregisterTargets,
+			"DescribeTargetHealth": s.describeTargetHealth,
+		}[action]
 	default:
-		return &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("The action %s is not valid for this web service.", a)}
+		return &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("unsupported Version %q", version)}
 	}
+	if handler == nil {
+		return &apiError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("The action %s is not valid for this web service.", action)}
+	}
+	return handler(w, form, reqID)
 }
 
 // filter is one Filter.N: a name and the values any of which may match.
@@ -284,7 +381,8 @@ func Glob(pattern, s string) bool {
 	return s != "" && s[0] == pattern[0] && Glob(pattern[1:], s[1:])
 }
 
-func describeInstances(w http.ResponseWriter, form url.Values, all []Instance, reqID string) *apiError {
+func (s *Server) describeInstances(w http.ResponseWriter, form url.Values, reqID string) *apiError {
+	all := s.instances
 	filters, aerr := parseFilters(form)
 	if aerr != nil {
 		return aerr
@@ -294,10 +392,7 @@ func describeInstances(w http.ResponseWriter, form url.Values, all []Instance, r
 			return &apiError{http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("The filter '%s' is invalid", f.name)}
 		}
 	}
-	var ids []string
-	for n := 1; form.Has("InstanceId." + strconv.Itoa(n)); n++ {
-		ids = append(ids, form.Get("InstanceId."+strconv.Itoa(n)))
-	}
+	ids := listParam(form, "InstanceId")
 	maxResults := 0
 	if v := form.Get("MaxResults"); v != "" {
 		if len(ids) > 0 {
@@ -365,14 +460,17 @@ type reservationXML struct {
 
 type instanceXML struct {
 	ID         string   `xml:"instanceId"`
+	ImageID    string   `xml:"imageId,omitempty"`
 	State      stateXML `xml:"instanceState"`
 	PrivateDNS string   `xml:"privateDnsName"`
 	PublicDNS  string   `xml:"dnsName"`
+	KeyName    string   `xml:"keyName,omitempty"`
 	Type       string   `xml:"instanceType"`
 	LaunchTime string   `xml:"launchTime"`
 	AZ         string   `xml:"placement>availabilityZone"`
 	PrivateIP  string   `xml:"privateIpAddress,omitempty"`
 	PublicIP   string   `xml:"ipAddress,omitempty"`
+	SubnetID   string   `xml:"subnetId,omitempty"`
 	Tags       []tagXML `xml:"tagSet>item"`
 }
 
@@ -388,7 +486,7 @@ type tagXML struct {
 
 func toXML(i Instance) instanceXML {
 	x := instanceXML{
-		ID: i.ID, State: stateXML{stateCodes[i.State], i.State},
+		ID: i.ID, ImageID: i.ImageID, KeyName: i.KeyName, SubnetID: i.SubnetID, State: stateXML{stateCodes[i.State], i.State},
 		PrivateDNS: i.PrivateDNS, PublicDNS: i.PublicDNS, Type: i.Type,
 		LaunchTime: i.LaunchTime.UTC().Format("2006-01-02T15:04:05.000Z"),
 		AZ:         i.AZ, PrivateIP: i.PrivateIP, PublicIP: i.PublicIP,
@@ -424,4 +522,36 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write([]byte(xml.Header))
 	w.Write(body)
+}
+
+// listParam reads a flat Query list, NAME.1, NAME.2, ... in order.
+func listParam(form url.Values, name string) []string {
+	var out []string
+	for n := 1; form.Has(name + "." + strconv.Itoa(n)); n++ {
+		out = append(out, form.Get(name+"."+strconv.Itoa(n)))
+	}
+	return out
+}
+
+// errorResponseQuery is the error answer of the load balancer APIs.
+type errorResponseQuery struct {
+	XMLName   xml.Name `xml:"ErrorResponse"`
+	Xmlns     string   `xml:"xmlns,attr"`
+	Type      string   `xml:"Error>Type"`
+	Code      string   `xml:"Error>Code"`
+	Message   string   `xml:"Error>Message"`
+	RequestID string   `xml:"RequestId"`
+}
+
+func writeQueryError(w http.ResponseWriter, version, reqID string, e *apiError) {
+	kind := "Sender"
+	if e.status >= 500 {
+		kind = "Receiver"
+	}
+	writeXML(w, e.status, errorResponseQuery{Xmlns: elbNamespace + version + "/", Type: kind, Code: e.code, Message: e.message, RequestID: reqID})
+}
+
+// metadata is the ResponseMetadata of a load balancer API answer.
+type metadata struct {
+	RequestID string `xml:"RequestId"`
 }
