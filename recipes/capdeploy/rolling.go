@@ -85,9 +85,9 @@ func (r *Recipe) publishBatch(ctx context.Context, c *tasks.Context, e *tasks.Ex
 	}
 	st.setOutOfLB(&lbBatch{label: label, hosts: hosts})
 	if c.DryRun() {
-		c.Info(fmt.Sprintf("dry run: would take %s out of the load balancer (%s)", label, taskLBDeregister))
+		c.Info(fmt.Sprintf("dry run: %s would leave the load balancer (%s)", label, taskLBDeregister))
 	} else {
-		c.Info(fmt.Sprintf("taking %s out of the load balancer (%s)", label, taskLBDeregister))
+		c.Info(fmt.Sprintf("%s: leaving the load balancer (%s)", label, taskLBDeregister))
 	}
 	if err := e.Invoke(ctx, taskLBDeregister); err != nil {
 		return err
@@ -96,9 +96,9 @@ func (r *Recipe) publishBatch(ctx context.Context, c *tasks.Context, e *tasks.Ex
 		return err
 	}
 	if c.DryRun() {
-		c.Info(fmt.Sprintf("dry run: would put %s back into the load balancer (%s)", label, taskLBRegister))
+		c.Info(fmt.Sprintf("dry run: %s would go back into the load balancer (%s)", label, taskLBRegister))
 	} else {
-		c.Info(fmt.Sprintf("putting %s back into the load balancer (%s)", label, taskLBRegister))
+		c.Info(fmt.Sprintf("%s: healthy, back into the load balancer (%s)", label, taskLBRegister))
 	}
 	if err := e.Invoke(ctx, taskLBRegister); err != nil {
 		return err
@@ -136,9 +136,9 @@ func (r *Recipe) reregister(c *tasks.Context, st *runState) string {
 	}
 	if len(back) > 0 {
 		if c.DryRun() {
-			c.Info(fmt.Sprintf("dry run: would put %s back into the load balancer (%s)", b.label, taskLBRegister))
+			c.Info(fmt.Sprintf("dry run: %s would go back into the load balancer (%s)", b.label, taskLBRegister))
 		} else {
-			c.Info(fmt.Sprintf("putting %s back into the load balancer after moving it back (%s)", b.label, taskLBRegister))
+			c.Info(fmt.Sprintf("%s: moved back, back into the load balancer (%s)", b.label, taskLBRegister))
 		}
 		if err := c.Executor.Derive(back).Invoke(c.Ctx(), taskLBRegister); err != nil {
 			for _, h := range back {

@@ -92,8 +92,8 @@ func TestSSHRollingLoadBalancer(t *testing.T) {
 		t.Errorf("order = %v\nwant    %v", got, want)
 	}
 	for _, msg := range []string{
-		"taking batch 1 of 3 (host1) out of the load balancer (lb:deregister)",
-		"putting batch 3 of 3 (host3) back into the load balancer (lb:register)",
+		"batch 1 of 3 (host1): leaving the load balancer (lb:deregister)",
+		"batch 3 of 3 (host3): healthy, back into the load balancer (lb:register)",
 	} {
 		if !strings.Contains(rec.text(), msg) {
 			t.Errorf("messages lack %q:\n%s", msg, rec.text())
@@ -165,7 +165,7 @@ func TestSSHRollingLoadBalancerHealthFailure(t *testing.T) {
 	if got := f.order(); !slices.Equal(got, want) {
 		t.Errorf("order = %v\nwant    %v", got, want)
 	}
-	if !strings.Contains(rec.text(), "putting batch 2 of 3 (host2) back into the load balancer after moving it back (lb:register)") {
+	if !strings.Contains(rec.text(), "batch 2 of 3 (host2): moved back, back into the load balancer (lb:register)") {
 		t.Errorf("no message about the re-registration:\n%s", rec.text())
 	}
 	f.wantCurrent(first)
@@ -301,10 +301,10 @@ func TestSSHRollingLoadBalancerDryRun(t *testing.T) {
 		t.Fatalf("dry run: %v\n%s", err, rec.text())
 	}
 	for _, msg := range []string{
-		"dry run: would take batch 1 of 2 (host1) out of the load balancer (lb:deregister)",
-		"dry run: would put batch 1 of 2 (host1) back into the load balancer (lb:register)",
-		"dry run: would take batch 2 of 2 (host2) out of the load balancer (lb:deregister)",
-		"dry run: would put batch 2 of 2 (host2) back into the load balancer (lb:register)",
+		"dry run: batch 1 of 2 (host1) would leave the load balancer (lb:deregister)",
+		"dry run: batch 1 of 2 (host1) would go back into the load balancer (lb:register)",
+		"dry run: batch 2 of 2 (host2) would leave the load balancer (lb:deregister)",
+		"dry run: batch 2 of 2 (host2) would go back into the load balancer (lb:register)",
 	} {
 		if !strings.Contains(rec.text(), msg) {
 			t.Errorf("dry run messages lack %q:\n%s", msg, rec.text())

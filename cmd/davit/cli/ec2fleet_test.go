@@ -2,9 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,14 +41,17 @@ use("aws")
 
 set("application", "payroll")
 set("deploy_to", "/srv/payroll")
-
+%s
 def production():
     server("static-1", address = %q, roles = ["app"])
     ec2_servers(tags = {"App": "payroll", "Env": "production"}, roles_tag = "Role", address = "tag:Address")
+%s
 stage("production", production)
 `
 
-func newEC2Fleet(t *testing.T) *ec2Fleet {
+// newEC2Fleet starts the fleet and writes its Deployfile, with settings
+// at the top and stage lines (indented) in production().
+func newEC2Fleet(t *testing.T, settings, stageLines string) *ec2Fleet {
 	t.Helper()
 	f := &ec2Fleet{
 		fleet:  sshtest.Start(t, sshtest.Options{N: len(ec2FleetNames), Isolate: []string{"/srv/payroll"}}),
@@ -98,7 +105,7 @@ func newEC2Fleet(t *testing.T) *ec2Fleet {
 
 	project := t.TempDir()
 	f.df = filepath.Join(project, "Deployfile")
-	must(t, os.WriteFile(f.df, []byte(fmt.Sprintf(ec2FleetDeployfile, f.fleet.Servers[3].Host)), 0o644))
+	must(t, os.WriteFile(f.df, []byte(fmt.Sprintf(ec2FleetDeployfile, settings, f.fleet.Servers[3].Host, stageLines)), 0o644))
 	f.repo = gitRepo(t, map[string]string{"public/index.html": "<h1>Welcome to payroll v1</h1>\n"})
 	return f
 }
@@ -121,7 +128,7 @@ func (f *ec2Fleet) deployDir(name string) string {
 // where each host came from, the deploy lays out every running instance
 // and the static server, and the stopped instance is left alone.
 func TestEC2DiscoveredFleetDeploy(t *testing.T) {
-	f := newEC2Fleet(t)
+	f := newEC2Fleet(t, "", "")
 
 	code, out := f.davit(t, "hosts")
 	if code != 0 {
@@ -193,4 +200,127 @@ func lineContaining(text, s string) string {
 		}
 	}
 	return ""
+}
+
+// lbCalls lists the register and deregister calls the load balancer
+// received, in order: "Deregister i-0a1", "Register i-0a1".
+func lbCalls(srv *awstest.Server) []string {
+	var out []string
+	for _, r := range srv.Requests() {
+		verb := ""
+		switch r.Get("Action") {
+		case "DeregisterInstancesFromLoadBalancer":
+			verb = "Deregister"
+		case "RegisterInstancesWithLoadBalancer":
+			verb = "Register"
+		default:
+			continue
+		}
+		var ids []string
+		for n := 1; r.Has(fmt.Sprintf("Instances.member.%d.InstanceId", n)); n++ {
+			ids = append(ids, r.Get(fmt.Sprintf("Instances.member.%d.InstanceId", n)))
+		}
+		out = append(out, verb+" "+strings.Join(ids, ","))
+	}
+	return out
+}
+
+// A rolling deploy (publish_batch = 1) to the discovered fleet behind a
+// classic ELB: each app instance leaves the load balancer (drained)
+// before its batch switches and comes back once its page says welcome;
+// the static server and the db instance, in no role with a load
+// balancer, are published without it. Then a release whose page fails on
+// app-2 stops the rollout there: app-2 goes back into the load balancer
+// on the old release, and the fleet ends where it was.
+func TestEC2RollingDeployBehindELB(t *testing.T) {
+	var failing atomic.Value // host name whose page never says welcome
+	failing.Store("")
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.TrimPrefix(r.URL.Path, "/") == failing.Load().(string) {
+			fmt.Fprintln(w, "<h1>Something went wrong</h1>")
+			return
+		}
+		fmt.Fprintln(w, "<h1>Welcome to payroll</h1>")
+	}))
+	defer page.Close()
+	f := newEC2Fleet(t, fmt.Sprintf(`set("health_check_url", {"app": %q})
+set("health_check_timeout", 1)
+set("publish_batch", 1)
+set("launch_poll_interval", 0.02)
+`, page.URL+"/{name}"), `    launcher("app", ami = "ami-0abc", instance_type = "t3.small", elb = "payroll-web", launch_timeout = 5)`)
+	f.ec2.AddLoadBalancer("payroll-web", awstest.Balancing{HealthyAfter: 50 * time.Millisecond, DrainFor: 100 * time.Millisecond})
+	f.ec2.Register("payroll-web", "i-0a1", "i-0a2")
+
+	code, out := f.davit(t, "deploy")
+	if code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, out)
+	}
+	t.Log(out)
+	want := []string{"Deregister i-0a1", "Register i-0a1", "Deregister i-0a2", "Register i-0a2"}
+	if got := lbCalls(f.ec2); !slices.Equal(got, want) {
+		t.Errorf("load balancer calls = %v\nwant %v", got, want)
+	}
+	for _, s := range []string{
+		"publishing batch 4 of 4: db-1",
+		"static-1 has no instance_id",
+		"i-0a2 drained from",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q", s)
+		}
+	}
+	if got := f.ec2.Registered("payroll-web"); !slices.Equal(got, []string{"i-0a1", "i-0a2"}) {
+		t.Errorf("registered after the deploy: %v", got)
+	}
+	first := currentRelease(t, f.deployDir("app-1"))
+	for _, name := range []string{"app-2", "db-1", "static-1"} {
+		if got := currentRelease(t, f.deployDir(name)); got != first {
+			t.Errorf("%s: current is %s, want %s", name, got, first)
+		}
+	}
+
+	// A dry run calls no load balancer API and says what it would do.
+	dry := len(lbCalls(f.ec2))
+	code, out = runDavit(t, "-f", f.df, "--format", "plain", "--ssh-config", f.sshConfig, "--dry-run", "production", "deploy", "repo_url=file://"+f.repo)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+	if got := lbCalls(f.ec2)[dry:]; len(got) != 0 {
+		t.Errorf("the dry run called the load balancer: %v", got)
+	}
+	for _, s := range []string{"dry run: batch 2 of 4 (app-1) would leave the load balancer (lb:deregister)", "would deregister i-0a1"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("dry run output lacks %q:\n%s", s, out)
+		}
+	}
+
+	// The next release fails its health check on app-2.
+	commitFile(t, f.repo, "public/index.html", "<h1>payroll v2</h1>\n")
+	failing.Store("app-2")
+	before := len(lbCalls(f.ec2))
+	code, out = f.davit(t, "deploy")
+	if code == 0 {
+		t.Fatalf("deploy with app-2 failing its health check succeeded:\n%s", out)
+	}
+	t.Log(out)
+	want = []string{"Deregister i-0a1", "Register i-0a1", "Deregister i-0a2", "Register i-0a2"}
+	if got := lbCalls(f.ec2)[before:]; !slices.Equal(got, want) {
+		t.Errorf("load balancer calls = %v\nwant %v", got, want)
+	}
+	for _, s := range []string{"batch 3 of 4 (app-2)", "app-2: moved back to " + first, "back in the load balancer"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q", s)
+		}
+	}
+	if got := f.ec2.Registered("payroll-web"); !slices.Equal(got, []string{"i-0a1", "i-0a2"}) {
+		t.Errorf("registered after the failed deploy: %v", got)
+	}
+	for _, name := range []string{"app-1", "app-2", "db-1", "static-1"} {
+		if got := currentRelease(t, f.deployDir(name)); got != first {
+			t.Errorf("%s: current is %s after the failed deploy, want %s", name, got, first)
+		}
+	}
+	if ents, _ := os.ReadDir(f.deployDir("app-old")); len(ents) != 0 {
+		t.Errorf("the stopped instance was deployed to")
+	}
 }
