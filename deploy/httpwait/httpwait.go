@@ -23,9 +23,12 @@ import (
 	"github.com/davit-deploy/davit/deploy"
 )
 
+// DefaultExpect is what callers ask a page to say unless told otherwise
+// (the deploy recipe's health_check_expect default).
+const DefaultExpect = "welcome"
+
 // Defaults for the zero Options fields.
 const (
-	DefaultExpect     = "welcome"
 	DefaultInterval   = 500 * time.Millisecond
 	DefaultTryTimeout = 10 * time.Second
 	DefaultTimeout    = 60 * time.Second
@@ -38,7 +41,7 @@ const bodyLimit = 1 << 20
 // Options say what a healthy answer is and how long to wait for one.
 type Options struct {
 	// Expect is the text the body must contain, compared in any case;
-	// "" is DefaultExpect.
+	// "" accepts any body (a status below 400 is then enough).
 	Expect string
 	// Interval is the pause between tries; 0 is DefaultInterval.
 	Interval time.Duration
@@ -56,9 +59,6 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Expect == "" {
-		o.Expect = DefaultExpect
-	}
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}

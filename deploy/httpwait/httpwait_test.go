@@ -54,7 +54,7 @@ func TestWelcomeOnTheThirdTry(t *testing.T) {
 	srv, hits := welcomeFrom(t, 3)
 	var dials atomic.Int32
 	var whys []string
-	res, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{
+	res, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{Expect: "welcome",
 		Interval: 10 * time.Millisecond, Timeout: 5 * time.Second, DialContext: loopbackDial(&dials),
 		OnTry: func(try int, why string) { whys = append(whys, fmt.Sprintf("%d %s", try, why)) },
 	})
@@ -78,7 +78,7 @@ func TestNeverWelcomeTimesOutWithTheLastFailure(t *testing.T) {
 	}))
 	defer srv.Close()
 	var dials atomic.Int32
-	_, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{
+	_, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{Expect: "welcome",
 		Interval: 10 * time.Millisecond, Timeout: 200 * time.Millisecond, DialContext: loopbackDial(&dials)})
 	var te *httpwait.TimeoutError
 	if !errors.As(err, &te) || te.Tries < 2 || !strings.Contains(te.Last, "maintenance page") {
@@ -91,7 +91,7 @@ func TestAnErrorStatusIsNotHealthyEvenWithTheWord(t *testing.T) {
 		http.Error(w, "welcome to the error page", http.StatusInternalServerError)
 	}))
 	defer srv.Close()
-	_, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond})
+	_, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{Expect: "welcome", Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond})
 	var te *httpwait.TimeoutError
 	if !errors.As(err, &te) || te.Last != "status 500" {
 		t.Fatalf("err = %v; want a timeout with last: status 500", err)
@@ -113,7 +113,7 @@ func TestEachTryIsBoundedOnItsOwn(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	res, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{
+	res, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{Expect: "welcome",
 		Interval: 10 * time.Millisecond, TryTimeout: 100 * time.Millisecond, Timeout: 5 * time.Second})
 	if err != nil || res.Tries != 2 {
 		t.Fatalf("res %+v, err %v; want healthy on the 2nd try after the hung one timed out", res, err)
@@ -125,7 +125,7 @@ func TestCancelEndsTheWait(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	_, err := httpwait.Wait(ctx, srv.URL, httpwait.Options{Interval: 10 * time.Millisecond, Timeout: time.Minute})
+	_, err := httpwait.Wait(ctx, srv.URL, httpwait.Options{Expect: "welcome", Interval: 10 * time.Millisecond, Timeout: time.Minute})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v; want context.Canceled", err)
 	}
@@ -149,5 +149,16 @@ func TestExpandURL(t *testing.T) {
 	}
 	if _, err := httpwait.ExpandURL("http://{host}:{port}/", h); err == nil || !strings.Contains(err.Error(), "{port}") {
 		t.Errorf("unknown placeholder: %v", err)
+	}
+}
+
+func TestNoExpectedTextTakesAnyPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<html><body style="background-color: green"></body></html>`)
+	}))
+	defer srv.Close()
+	res, err := httpwait.Wait(context.Background(), srv.URL, httpwait.Options{Expect: "", Timeout: time.Second})
+	if err != nil || res.Tries != 1 {
+		t.Fatalf("res %+v, err %v; want healthy at once", res, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -486,5 +487,58 @@ stage("production", lambda: launcher("app", ami = "ami-1", instance_type = "t3.s
 	}
 	if n := len(srv.Requests()); n != 0 {
 		t.Errorf("%d AWS calls for Deployfiles with mistakes", n)
+	}
+}
+
+func TestRevisionIsWhatTheFleetRuns(t *testing.T) {
+	srv, _ := newFleet(t)
+	// A role server deployed by the deploy recipe: current/REVISION.
+	deployTo := t.TempDir()
+	release := deployTo + "/releases/20240301093000"
+	if err := os.MkdirAll(release, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(release+"/REVISION", []byte("f00dcafe\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(release, deployTo+"/current"); err != nil {
+		t.Fatal(err)
+	}
+	path := writeDeployfile(t, fmt.Sprintf(`
+use("deploy")
+use("aws")
+set("deploy_to", %q)
+set("launch_poll_interval", 0.02)
+def production():
+    server("localhost", roles = ["worker"])
+    ec2_servers(tags = {"App": "payroll", "Env": "production"})
+    launcher("worker", ami = "ami-0abc", instance_type = "t3.small", user_data = "MODE=jobs")
+stage("production", production)
+`, deployTo))
+	res := runFleet(t, context.Background(), path, false, "launch", "role=worker")
+	if res.err != nil {
+		t.Fatalf("launch: %v\n%s", res.err, strings.Join(res.lines, "\n"))
+	}
+	ins := live(srv)
+	if len(ins) != 1 || ins[0].UserDataText() != "MODE=jobs;ROLE=worker;STAGE=production;REVISION=f00dcafe" {
+		t.Fatalf("launched %+v", ins)
+	}
+	if !res.has("REVISION=f00dcafe (from localhost:" + deployTo + "/current/REVISION)") {
+		t.Errorf("where REVISION came from is not said: %q", res.lines)
+	}
+}
+
+func TestUnknownLoadBalancerFailsTheLaunchAndCleansUp(t *testing.T) {
+	srv := awstest.NewServer(t)
+	awsEnv(t, srv)
+	srv.SetAddresses(func(int) string { return "127.0.0.1" })
+	srv.SetDelays(20*time.Millisecond, 20*time.Millisecond)
+	page := newWelcome(t, 1) // healthy at once; there is no payroll-web
+	res := runFleet(t, context.Background(), fleetDeployfile(t, page, 5, ""), false, "launch", "role=app")
+	if res.err == nil || !strings.Contains(res.err.Error(), "LoadBalancerNotFound") || !strings.Contains(res.err.Error(), "terminated") {
+		t.Fatalf("err = %v", res.err)
+	}
+	if n := len(live(srv)); n != 0 {
+		t.Errorf("%d instances left running", n)
 	}
 }
