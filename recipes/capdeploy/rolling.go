@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/davit-deploy/davit/deploy"
 	"github.com/davit-deploy/davit/tasks"
@@ -107,17 +108,29 @@ func (r *Recipe) publishBatch(ctx context.Context, c *tasks.Context, e *tasks.Ex
 	return nil
 }
 
+// lbUndoTimeout bounds putting a batch back into the load balancer after
+// a failure. It has a context of its own, not the 30 s of the rest of the
+// undo: lb:register waits until the load balancer calls the batch healthy
+// (the aws recipe bounds that wait by the launcher's launch_timeout,
+// 10 minutes by default), and cutting that short would report a batch
+// that is coming back as left out.
+const lbUndoTimeout = 10 * time.Minute
+
 // reregister puts the batch a failed rolling publish had taken out of the
 // load balancer back into it, once restore has moved it back (and rerun
-// its restart hooks). c's context is fail's fresh bounded one, so this
-// runs after Ctrl-C too. A host that could not be moved back stays out:
-// it may still serve the release that failed. It returns a note for the
-// summary when something stays out.
+// its restart hooks). It runs under a fresh context that Ctrl-C does not
+// cancel, bounded by lbUndoTimeout, so it happens after Ctrl-C too. A
+// host that could not be moved back stays out: it may still serve the
+// release that failed. It returns a note for the summary when something
+// stays out.
 func (r *Recipe) reregister(c *tasks.Context, st *runState) string {
 	b := st.getOutOfLB()
 	if b == nil {
 		return ""
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Ctx()), lbUndoTimeout)
+	defer cancel()
+	c = tasks.NewContext(ctx, c.Executor, c.Task)
 	var back, stuck []*deploy.Host
 	for _, h := range b.hosts {
 		if st.host(h).switched {
