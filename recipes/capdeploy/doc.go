@@ -32,6 +32,7 @@
 //	             then the rest), deploy:unlock
 //	update.go    deploy:updating: revision, release id, <scm>:update and create_release, REVISION, shared links
 //	publish.go   deploy:publishing: the switch of current, rolling publish in batches
+//	rolling.go   a rolling publish behind a load balancer: lb:deregister and lb:register per batch
 //	health.go    deploy:health_check
 //	finish.go    deploy:finishing: cleanup, revisions.log, unlock
 //	rollback.go  the rollback task: choosing the release, marking the old one bad

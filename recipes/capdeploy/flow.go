@@ -95,6 +95,9 @@ func (r *Recipe) deployFlow(c *tasks.Context) (err error) {
 	if _, _, err := r.batches(c, st); err != nil {
 		return err
 	}
+	if _, err := loadBalanced(c.Executor.Registry); err != nil {
+		return err
+	}
 	if _, err := r.healthTargets(c, st); err != nil {
 		return err
 	}

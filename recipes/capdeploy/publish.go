@@ -146,7 +146,9 @@ func seconds(v *tasks.Vars, name string) (time.Duration, error) {
 // publish moves current on every host: all at once, or batch by batch
 // when publish_batch is set. Each batch runs deploy:publishing,
 // deploy:published (the restart hooks) and deploy:health_check for its
-// hosts only, and the next batch starts only once it is healthy.
+// hosts only, and the next batch starts only once it is healthy. With the
+// load balancer's tasks defined, each batch also leaves the load balancer
+// before it switches and comes back once healthy (publishBatch).
 func (r *Recipe) publish(c *tasks.Context, st *runState) error {
 	batches, wait, err := r.batches(c, st)
 	if err != nil {
@@ -154,7 +156,13 @@ func (r *Recipe) publish(c *tasks.Context, st *runState) error {
 	}
 	st.setPhase(phasePublish)
 	if len(batches) == 1 {
+		// One batch is the whole fleet: it never leaves the load
+		// balancer, which would then have no host to send requests to.
 		return r.publishOn(c.Ctx(), c.Executor, st, batches[0])
+	}
+	lb, err := loadBalanced(c.Executor.Registry)
+	if err != nil {
+		return err
 	}
 	for i, b := range batches {
 		if i > 0 && wait > 0 {
@@ -168,8 +176,9 @@ func (r *Recipe) publish(c *tasks.Context, st *runState) error {
 		}
 		names := hostNames(b)
 		c.Info(fmt.Sprintf("publishing batch %d of %d: %s", i+1, len(batches), strings.Join(names, ", ")))
-		if err := r.publishOn(c.Ctx(), c.Executor.Derive(b), st, b); err != nil {
-			return fmt.Errorf("batch %d of %d (%s): %w", i+1, len(batches), strings.Join(names, ", "), err)
+		label := fmt.Sprintf("batch %d of %d (%s)", i+1, len(batches), strings.Join(names, ", "))
+		if err := r.publishBatch(c.Ctx(), c, c.Executor.Derive(b), st, b, label, lb); err != nil {
+			return fmt.Errorf("%s: %w", label, err)
 		}
 	}
 	return nil

@@ -27,6 +27,9 @@ func (r *Recipe) rollbackFlow(c *tasks.Context) error {
 	if _, _, err := r.batches(c, st); err != nil {
 		return err
 	}
+	if _, err := loadBalanced(c.Executor.Registry); err != nil {
+		return err
+	}
 	if _, err := r.healthTargets(c, st); err != nil {
 		return err
 	}

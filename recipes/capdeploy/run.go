@@ -60,6 +60,9 @@ type runState struct {
 	// healthFailed is set when the health check failed and
 	// health_check_rollback is off: the flow finishes, then fails.
 	healthFailed error
+	// outOfLB is the batch a rolling publish has taken out of the load
+	// balancer and not yet put back, which a failure registers again.
+	outOfLB *lbBatch
 	// shells are the hosts' shells the flow's steps run in (one session
 	// per host for the whole flow, not one per stage), closed at its end;
 	// noShell (host_shell off) runs each command in a session of its own,

@@ -23,6 +23,9 @@ func (r *Recipe) fail(c *tasks.Context, st *runState, cause error) error {
 		if note := r.restore(cc, st); note != "" {
 			notes = append(notes, note)
 		}
+		if note := r.reregister(cc, st); note != "" {
+			notes = append(notes, note)
+		}
 	case phaseFinish:
 		for _, h := range st.hosts {
 			hs := st.host(h)
