@@ -250,7 +250,11 @@ func (d *Dialer) dial(ctx context.Context, e *endpoint, via *jumpConn) (*conn, e
 	if err != nil {
 		return nil, err
 	}
-	const attempts = 6
+	// Retries of dropped connections are bounded by time, not by count:
+	// on a loaded server (or a loaded control machine) each handshake takes
+	// longer, and a fixed number of quick retries runs out while the
+	// connections ahead in sshd's queue are still being served.
+	giveUp := time.Now().Add(droppedRetryBudget)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		a := &auth{d: d, e: e}
@@ -273,7 +277,7 @@ func (d *Dialer) dial(ctx context.Context, e *endpoint, via *jumpConn) (*conn, e
 			return newConn(client, e.keepAlive, e.keepAliveMax), nil
 		}
 		var dropped *droppedError
-		if !errors.As(err, &dropped) || attempt == attempts {
+		if !errors.As(err, &dropped) || time.Now().Add(backoff).After(giveUp) {
 			if errors.As(err, &dropped) {
 				err = fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 			}
@@ -287,9 +291,13 @@ func (d *Dialer) dial(ctx context.Context, e *endpoint, via *jumpConn) (*conn, e
 			t.Stop()
 			return nil, fmt.Errorf("%w (after: %v)", context.Cause(ctx), err)
 		}
-		backoff *= 2
+		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// droppedRetryBudget is how long a connect keeps retrying a server that
+// drops connections before its banner (sshd's MaxStartups).
+const droppedRetryBudget = 10 * time.Second
 
 // droppedError marks a connection the server closed before sending its
 // SSH banner: worth another try.
