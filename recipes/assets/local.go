@@ -21,6 +21,10 @@ type localFile struct {
 	abs  string
 	size int64
 	md5  string // hex, filled by hashFiles
+	// partsETag is the ETag S3 gives the file uploaded in parts of the
+	// multipart threshold's size ("hex-N": the MD5 of the parts' MD5s,
+	// then the count); "" for a file sent in one part. Filled by hashFiles.
+	partsETag string
 }
 
 // walkDir lists the regular files under root, leaving out what ex
@@ -98,29 +102,55 @@ func (w *walker) walk(dir, rel string, above []os.FileInfo) error {
 }
 
 // hashFiles fills in the MD5 of every file, parallel reads at a time, so
-// an unreadable file is found before anything is sent.
-func hashFiles(ctx context.Context, files []localFile, parallel int) error {
+// an unreadable file is found before anything is sent; for a file of at
+// least partSize bytes, in the same read, the ETag its multipart upload
+// will have.
+func hashFiles(ctx context.Context, files []localFile, parallel int, partSize int64) error {
 	return forEach(ctx, len(files), parallel, func(ctx context.Context, i int) error {
-		sum, err := fileMD5(files[i].abs)
-		if err != nil {
-			return err
-		}
-		files[i].md5 = sum
-		return nil
+		f := &files[i]
+		var err error
+		f.md5, f.partsETag, err = fileSums(f.abs, f.size, partSize)
+		return err
 	})
 }
 
-func fileMD5(name string) (string, error) {
+// maxParts is the most parts a multipart upload has; beyond it the
+// transfer manager picks larger parts, and the ETag is not predicted.
+const maxParts = 10000
+
+// fileSums reads name once for its MD5 and, when size is at least
+// partSize, the multipart ETag of its partSize parts.
+func fileSums(name string, size, partSize int64) (sum, partsETag string, err error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return "", fmt.Errorf("assets_dir: cannot read %s: %w", name, err)
+		return "", "", fmt.Errorf("assets_dir: cannot read %s: %w", name, err)
 	}
 	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("assets_dir: cannot read %s: %w", name, err)
+	whole := md5.New()
+	if size < partSize || (size+partSize-1)/partSize > maxParts {
+		if _, err := io.Copy(whole, f); err != nil {
+			return "", "", fmt.Errorf("assets_dir: cannot read %s: %w", name, err)
+		}
+		return hex.EncodeToString(whole.Sum(nil)), "", nil
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	var sums []byte // the parts' MD5s, concatenated
+	n := 0
+	for {
+		part := md5.New()
+		copied, err := io.CopyN(io.MultiWriter(whole, part), f, partSize)
+		if copied > 0 {
+			sums = part.Sum(sums)
+			n++
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("assets_dir: cannot read %s: %w", name, err)
+		}
+	}
+	of := md5.Sum(sums)
+	return hex.EncodeToString(whole.Sum(nil)), fmt.Sprintf("%s-%d", hex.EncodeToString(of[:]), n), nil
 }
 
 // forEach calls fn for 0..n-1, at most parallel at a time, and returns

@@ -464,7 +464,7 @@ func TestUnreadableFileIsNamed(t *testing.T) {
 	}
 	gone := filepath.Join(dir, "gone.txt")
 	files := []localFile{{rel: "ok.txt", abs: ok, size: 2}, {rel: "gone.txt", abs: gone, size: 1}}
-	err := hashFiles(context.Background(), files, 4)
+	err := hashFiles(context.Background(), files, 4, defaultMultipart)
 	if err == nil || !strings.Contains(err.Error(), "cannot read "+gone) {
 		t.Fatalf("err = %v; want it to name %s", err, gone)
 	}
