@@ -30,6 +30,7 @@ func newProgress(w io.Writer, files int, bytes int64) *progress {
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(p.describe()),
 		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetPredictTime(false),
@@ -50,8 +51,10 @@ func (p *progress) fileDone(size int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done++
-	p.bar.Describe(p.describe())
+	// Either call draws the bar, at most once per throttle interval;
+	// the bytes first, so the first drawing has some.
 	p.bar.Add64(size)
+	p.bar.Describe(p.describe())
 }
 
 // finish clears the bar, before the summary is printed.
