@@ -5,12 +5,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -50,6 +53,26 @@ func (r *Recipe) sync(c *tasks.Context) error {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
 	where := "s3://" + s.bucket + "/" + s.prefix
+	cfg, err := r.awsConfig(c.Ctx())
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	client := r.s3Client(cfg, s)
+	// The listing (S3's time) and the walk and hashing (the disk's and
+	// the CPU's) overlap: an unchanged tree costs the longer of the two.
+	// A local error wins, and the listing is stopped and waited for, so
+	// nothing is still sent once the task returned.
+	listCtx, stopListing := context.WithCancel(c.Ctx())
+	var (
+		remote  map[string]remoteObject
+		listErr error
+		listed  = make(chan struct{})
+	)
+	go func() {
+		defer close(listed)
+		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix)
+	}()
+	defer func() { stopListing(); <-listed }()
 	files, skipped, err := walkDir(s.dir, s.exclude)
 	if err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
@@ -60,14 +83,9 @@ func (r *Recipe) sync(c *tasks.Context) error {
 	if err := hashFiles(c.Ctx(), files, s.parallel, s.multipart); err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
-	cfg, err := r.awsConfig(c.Ctx())
-	if err != nil {
-		return fmt.Errorf("%s: %w", SyncTask, err)
-	}
-	client := r.s3Client(cfg, s)
-	remote, err := listRemote(c.Ctx(), client, s.bucket, s.prefix)
-	if err != nil {
-		return fmt.Errorf("%s: %w", SyncTask, err)
+	<-listed
+	if listErr != nil {
+		return fmt.Errorf("%s: %w", SyncTask, listErr)
 	}
 	p, err := makePlan(c.Ctx(), client, s, files, remote)
 	if err != nil {
@@ -150,15 +168,22 @@ func (r *Recipe) awsConfig(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// s3Client makes the S3 client. Its connection pool holds as many idle
-// connections as uploads run at once, so parallel uploads reuse them.
+// s3Client makes the S3 client. Its connection pool keeps as many idle
+// connections as uploads run at once (the SDK's default keeps 10), so
+// parallel uploads reuse them rather than open new ones.
 func (r *Recipe) s3Client(cfg aws.Config, s settings) *s3.Client {
 	opts := append([]func(*s3.Options){func(o *s3.Options) {
 		// Content-MD5, which every upload and every part carries, is the
 		// integrity check; no second checksum (which S3-compatible stores
 		// may not know) unless an operation requires one.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.APIOptions = append(o.APIOptions, addPartMD5)
+		// The signature covers Content-MD5 (a header SigV4 always
+		// signs), so it covers the body through it; hashing every body
+		// again with SHA-256 for the signature would only cost CPU.
+		o.APIOptions = append(o.APIOptions, addPartMD5, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = s.parallel + 4
+		})
 	}}, r.s3Options...)
 	return s3.NewFromConfig(cfg, opts...)
 }

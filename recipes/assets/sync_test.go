@@ -328,6 +328,11 @@ set("assets_cache_control", {"default": "max-age=60", "*.js": "max-age=300", "as
 		if q.header.Get("X-Amz-Meta-Md5") == "" {
 			t.Errorf("%s: no md5 metadata", key)
 		}
+		// The body is signed through Content-MD5, not hashed again.
+		if !strings.Contains(q.header.Get("Authorization"), "content-md5;") || q.header.Get("X-Amz-Content-Sha256") != "UNSIGNED-PAYLOAD" {
+			t.Errorf("%s: Authorization %q, X-Amz-Content-Sha256 %q; want content-md5 signed, the payload not hashed",
+				key, q.header.Get("Authorization"), q.header.Get("X-Amz-Content-Sha256"))
+		}
 	}
 	if got := p["static/index.html"].header.Get("Content-Type"); !strings.HasPrefix(got, "text/html") {
 		t.Errorf("index.html Content-Type %q", got)
