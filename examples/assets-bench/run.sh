@@ -53,6 +53,9 @@ export AWS_EC2_METADATA_DISABLED=true AWS_PAGER=""
 # The fake speaks plain HTTP on loopback: a CA bundle from the environment
 # means nothing to it (and rclone refuses to start with one).
 unset AWS_CA_BUNDLE
+# davit's hash cache starts empty, so its first sync reads every file.
+export XDG_CACHE_HOME=$work/cache
+rm -rf "$XDG_CACHE_HOME"
 : >"$work/aws-config"
 : >"$work/aws-credentials"
 
@@ -116,7 +119,7 @@ for b in davit-bench awscli-bench s3cmd-bench rclone-bench; do
 done
 count >/dev/null
 # One changed file: new content and a new size (every tool's comparison sees it).
-changed=$(find "$work/public/assets" -type f | sort | head -1)
+changed=$(find "$work/public/assets" -type f | sort | awk "NR == 1")
 head -c 4321 /dev/urandom >"$changed"
 for t in $tools; do measure one-change "$t" "sync_$t"; done
 for _ in 1 2 3; do measure listing list "list_alone"; done

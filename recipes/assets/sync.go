@@ -73,15 +73,23 @@ func (r *Recipe) sync(c *tasks.Context) error {
 		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix)
 	}()
 	defer func() { stopListing(); <-listed }()
-	files, skipped, err := walkDir(s.dir, s.exclude)
+	cacheLoaded := make(chan *hashCache, 1)
+	go func() { cacheLoaded <- openHashCache(s.dir) }()
+	files, skipped, err := walkDir(s.dir, s.exclude, s.parallel)
+	cache := <-cacheLoaded
 	if err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
 	for _, sk := range skipped {
 		c.Warn(fmt.Sprintf("%s: skipping %s: not a regular file", SyncTask, sk))
 	}
-	if err := hashFiles(c.Ctx(), files, s.parallel, s.multipart); err != nil {
+	if _, err := hashFiles(c.Ctx(), files, s.parallel, s.multipart, cache); err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	if !c.DryRun() {
+		if err := cache.save(s.dir); err != nil {
+			c.Warn(fmt.Sprintf("%s: %v (the next sync reads every file again)", SyncTask, err))
+		}
 	}
 	<-listed
 	if listErr != nil {

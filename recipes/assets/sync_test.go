@@ -195,6 +195,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
 	rec := &recorder{next: http.DefaultTransport, partETags: map[string]string{}}
 	opts := func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(srv.URL)
@@ -569,7 +570,7 @@ func TestUnreadableFileIsNamed(t *testing.T) {
 	}
 	gone := filepath.Join(dir, "gone.txt")
 	files := []localFile{{rel: "ok.txt", abs: ok, size: 2}, {rel: "gone.txt", abs: gone, size: 1}}
-	err := hashFiles(context.Background(), files, 4, defaultMultipart)
+	_, err := hashFiles(context.Background(), files, 4, defaultMultipart, openHashCache(dir))
 	if err == nil || !strings.Contains(err.Error(), "cannot read "+gone) {
 		t.Fatalf("err = %v; want it to name %s", err, gone)
 	}
