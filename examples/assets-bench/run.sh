@@ -113,6 +113,8 @@ tools="davit awscli s3cmd rclone"
 for phase in first no-change; do
 	for t in $tools; do measure "$phase" "$t" "sync_$t"; done
 done
+# The floor, under the same load as the no-change syncs just measured.
+for _ in 1 2 3; do measure listing list "list_alone"; done
 for b in davit-bench awscli-bench s3cmd-bench rclone-bench; do
 	n=$("$bt" list -endpoint "$url" -bucket "$b")
 	[ "$n" = 10020 ] || { echo "run.sh: $b holds $n objects, want 10020" >&2; exit 1; }
@@ -122,7 +124,6 @@ count >/dev/null
 changed=$(find "$work/public/assets" -type f | sort | awk "NR == 1")
 head -c 4321 /dev/urandom >"$changed"
 for t in $tools; do measure one-change "$t" "sync_$t"; done
-for _ in 1 2 3; do measure listing list "list_alone"; done
 
 python3 - "$results" <<'PY'
 import csv, statistics, sys
