@@ -4,7 +4,8 @@
 # same S3 (gofakes3 in memory on 127.0.0.1, counting the requests it is
 # sent), in three phases: the first sync into an empty bucket, a sync with
 # nothing changed, and a sync after one file changed. Each tool has its own
-# bucket. For each run: wall time, requests, the client's CPU (user+sys),
+# bucket. REPS (default 3) repetitions, each into fresh buckets; the table
+# shows the medians. For each run: wall time, requests, the client's CPU (user+sys),
 # and the ratio of its wall time to davit's; then the time of listing the
 # bucket alone (the SDK paging ListObjectsV2), the floor of a no-change sync.
 #
@@ -38,7 +39,9 @@ if [ ! -d "$work/public" ]; then
 fi
 
 rm -f "$work/url"
-"$bt" serve -buckets davit-bench,awscli-bench,s3cmd-bench,rclone-bench -url-file "$work/url" >"$work/server.log" 2>&1 &
+reps=${REPS:-3}
+buckets=$(for r in $(seq "$reps"); do printf 'davit-bench-%s,awscli-bench-%s,s3cmd-bench-%s,rclone-bench-%s,' "$r" "$r" "$r" "$r"; done)
+"$bt" serve -buckets "${buckets%,}" -url-file "$work/url" >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.1; done
@@ -53,9 +56,8 @@ export AWS_EC2_METADATA_DISABLED=true AWS_PAGER=""
 # The fake speaks plain HTTP on loopback: a CA bundle from the environment
 # means nothing to it (and rclone refuses to start with one).
 unset AWS_CA_BUNDLE
-# davit's hash cache starts empty, so its first sync reads every file.
+# davit's hash cache, emptied before each first sync.
 export XDG_CACHE_HOME=$work/cache
-rm -rf "$XDG_CACHE_HOME"
 : >"$work/aws-config"
 : >"$work/aws-credentials"
 
@@ -63,7 +65,7 @@ mkdir -p "$work/davit"
 cat >"$work/davit/Deployfile" <<DF
 use("assets")
 set("assets_dir", "$work/public")
-set("assets_bucket", "davit-bench")
+set("assets_bucket", "davit-bench-1")
 DF
 
 cat >"$work/s3cfg" <<CFG
@@ -83,13 +85,14 @@ export RCLONE_CONFIG_BENCH_ENDPOINT=$url RCLONE_CONFIG_BENCH_REGION=us-east-1
 export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=bench RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=bench-secret
 export RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true RCLONE_CONFIG_BENCH_ACL=public-read
 
-sync_davit() { (cd "$work/davit" && AWS_ENDPOINT_URL=$url "$work/bin/davit" --format plain assets:sync >"$work/davit.out"); }
-sync_awscli() { "$AWS" s3 sync "$work/public" s3://awscli-bench/ --endpoint-url "$url" --acl public-read --only-show-errors --no-progress; }
-sync_s3cmd() { s3cmd -c "$work/s3cfg" sync --acl-public --no-progress --quiet "$work/public/" s3://s3cmd-bench/; }
-sync_rclone() { rclone --config "$work/rclone.conf" sync "$work/public" bench:rclone-bench --checksum --fast-list -q; }
-list_alone() { "$bt" list -endpoint "$url" -bucket davit-bench >/dev/null; }
+# Each function syncs into the bucket of the repetition $rep.
+sync_davit() { (cd "$work/davit" && AWS_ENDPOINT_URL=$url "$work/bin/davit" --format plain assets:sync assets_bucket="davit-bench-$rep" >"$work/davit.out"); }
+sync_awscli() { "$AWS" s3 sync "$work/public" "s3://awscli-bench-$rep/" --endpoint-url "$url" --acl public-read --only-show-errors --no-progress; }
+sync_s3cmd() { s3cmd -c "$work/s3cfg" sync --acl-public --no-progress --quiet "$work/public/" "s3://s3cmd-bench-$rep/"; }
+sync_rclone() { rclone --config "$work/rclone.conf" sync "$work/public" "bench:rclone-bench-$rep" --checksum --fast-list -q; }
+list_alone() { "$bt" list -endpoint "$url" -bucket "davit-bench-$rep" >/dev/null; }
 
-export work url AWS bt
+export work url AWS bt rep
 export -f sync_davit sync_awscli sync_s3cmd sync_rclone list_alone
 
 count() { curl -s "$url/_bench/count" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'; }
@@ -110,42 +113,54 @@ measure() {
 }
 
 tools="davit awscli s3cmd rclone"
-for phase in first no-change; do
-	for t in $tools; do measure "$phase" "$t" "sync_$t"; done
+# $reps repetitions, each into its own buckets; the table shows medians.
+# Another machine's load moves single runs by a factor of two.
+for rep in $(seq "$reps"); do
+	echo "repetition $rep of $reps" >&2
+	# davit's hash cache starts empty for each first sync.
+	rm -rf "$XDG_CACHE_HOME"
+	for phase in first no-change; do
+		for t in $tools; do measure "$phase" "$t" "sync_$t"; done
+	done
+	# The floor, under the load the no-change syncs just had.
+	measure listing list "list_alone"
+	for t in $tools; do
+		n=$("$bt" list -endpoint "$url" -bucket "$t-bench-$rep")
+		[ "$n" = 10020 ] || { echo "run.sh: $t-bench-$rep holds $n objects, want 10020" >&2; exit 1; }
+	done
+	count >/dev/null
+	# One changed file: new content and a new size (every tool's
+	# comparison sees it); another file in each repetition.
+	changed=$(find "$work/public/assets" -type f | sort | awk -v n="$rep" "NR == n")
+	head -c $((4000 + rep)) /dev/urandom >"$changed"
+	for t in $tools; do measure one-change "$t" "sync_$t"; done
 done
-# The floor, under the same load as the no-change syncs just measured.
-for _ in 1 2 3; do measure listing list "list_alone"; done
-for b in davit-bench awscli-bench s3cmd-bench rclone-bench; do
-	n=$("$bt" list -endpoint "$url" -bucket "$b")
-	[ "$n" = 10020 ] || { echo "run.sh: $b holds $n objects, want 10020" >&2; exit 1; }
-done
-count >/dev/null
-# One changed file: new content and a new size (every tool's comparison sees it).
-changed=$(find "$work/public/assets" -type f | sort | awk "NR == 1")
-head -c 4321 /dev/urandom >"$changed"
-for t in $tools; do measure one-change "$t" "sync_$t"; done
 
 python3 - "$results" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-listing = statistics.median(float(r["wall"]) for r in rows if r["phase"] == "listing")
-lreq = [r["requests"] for r in rows if r["phase"] == "listing"][0]
+def med(phase, tool, key):
+    return statistics.median(float(r[key]) for r in rows if r["phase"] == phase and r["tool"] == tool)
+def reqs(phase, tool):
+    return int(statistics.median(int(r["requests"]) for r in rows if r["phase"] == phase and r["tool"] == tool))
+reps = sum(1 for r in rows if r["phase"] == "listing")
+listing = med("listing", "list", "wall")
 print("| phase | tool | wall (s) | requests | client CPU (s) | wall / davit's |")
 print("|---|---|---:|---:|---:|---:|")
 ok = True
 for phase in ("first", "no-change", "one-change"):
-    ph = {r["tool"]: r for r in rows if r["phase"] == phase}
-    d = float(ph["davit"]["wall"])
+    d = med(phase, "davit", "wall")
     for tool in ("davit", "awscli", "s3cmd", "rclone"):
-        r = ph[tool]
-        w = float(r["wall"])
+        w = med(phase, tool, "wall")
         ratio = "1" if tool == "davit" else f"{w / d:.1f}x" if d > 0 else "-"
         if tool != "davit" and w <= d:
             ok = False
         name = {"davit": "davit assets:sync", "awscli": "aws s3 sync", "s3cmd": "s3cmd sync", "rclone": "rclone sync"}[tool]
-        print(f"| {phase} | {name} | {w:.2f} | {r['requests']} | {r['cpu']} | {ratio} |")
-nc = float([r for r in rows if r["phase"] == "no-change" and r["tool"] == "davit"][0]["wall"])
-print(f"| listing alone (median of 3) | SDK ListObjectsV2, paged | {listing:.2f} | {lreq} | | |")
+        print(f"| {phase} | {name} | {w:.2f} | {reqs(phase, tool)} | {med(phase, tool, 'cpu'):.2f} | {ratio} |")
+nc = med("no-change", "davit", "wall")
+print(f"| listing alone | SDK ListObjectsV2, paged | {listing:.2f} | {reqs('listing', 'list')} | {med('listing', 'list', 'cpu'):.2f} | |")
+print()
+print(f"Medians of {reps} repetitions.")
 print()
 print(f"davit's no-change sync / listing alone: {nc / listing:.2f}x (target: within 1.5x)")
 print("davit ahead of every tool in every phase:", "yes" if ok else "NO")
