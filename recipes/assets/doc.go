@@ -2,9 +2,10 @@
 // assets:sync sends a local directory (a build's public/) to an S3 bucket,
 // the origin of a CDN, from the control machine, once per run (never per
 // host), and invalidates what changed on the CloudFront distribution in
-// front of it. It sends only what changed: one paged listing of the bucket
-// under the prefix tells it each object's size and ETag, so an unchanged
-// tree costs the listing and nothing else (no HEAD per file).
+// front of it. It sends only what changed: one listing of the bucket under
+// the prefix (the top level, then its "directories" in parallel) tells it
+// each object's size and ETag, so an unchanged tree costs the listing and
+// nothing else (no HEAD per file).
 //
 // The ETag of an object uploaded in one part is the MD5 of its content.
 // That of an object uploaded in parts is the MD5 of the parts' MD5s, "-",

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,7 +71,7 @@ func (r *Recipe) sync(c *tasks.Context) error {
 	)
 	go func() {
 		defer close(listed)
-		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix)
+		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix, s.parallel)
 	}()
 	defer func() { stopListing(); <-listed }()
 	cacheLoaded := make(chan *hashCache, 1)
@@ -196,27 +197,62 @@ func (r *Recipe) s3Client(cfg aws.Config, s settings) *s3.Client {
 	return s3.NewFromConfig(cfg, opts...)
 }
 
-// listRemote pages through the objects under prefix.
-func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string) (map[string]remoteObject, error) {
+// listRemote lists the objects under prefix: one listing with a "/"
+// delimiter gives the objects directly under it and its "directories"
+// (assets/, packs/, images/), whose listings are then paged parallel at a
+// time. Every key lies in exactly one of them. A bucket's pages come one
+// after another (each names where the next starts), so a tree of many
+// directories is listed in the time of its largest rather than of all.
+func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string, parallel int) (map[string]remoteObject, error) {
+	var mu sync.Mutex
 	out := map[string]remoteObject{}
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}
-	if prefix != "" {
-		in.Prefix = aws.String(prefix)
-	}
-	pages := s3.NewListObjectsV2Paginator(client, in)
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, describe(err, "list s3://"+bucket+"/"+prefix, bucket)
-		}
-		for _, o := range page.Contents {
+	add := func(objs []types.Object) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range objs {
 			out[aws.ToString(o.Key)] = remoteObject{
 				size: aws.ToInt64(o.Size),
 				etag: strings.Trim(aws.ToString(o.ETag), `"`),
 			}
 		}
 	}
+	var dirs []string
+	err := listPages(ctx, client, bucket, prefix, "/", func(page *s3.ListObjectsV2Output) {
+		add(page.Contents)
+		for _, cp := range page.CommonPrefixes {
+			dirs = append(dirs, aws.ToString(cp.Prefix))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = forEach(ctx, len(dirs), parallel, func(ctx context.Context, i int) error {
+		return listPages(ctx, client, bucket, dirs[i], "", func(page *s3.ListObjectsV2Output) { add(page.Contents) })
+	})
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// listPages calls fn with each page of the listing of prefix.
+func listPages(ctx context.Context, client *s3.Client, bucket, prefix, delimiter string, fn func(*s3.ListObjectsV2Output)) error {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}
+	if prefix != "" {
+		in.Prefix = aws.String(prefix)
+	}
+	if delimiter != "" {
+		in.Delimiter = aws.String(delimiter)
+	}
+	pages := s3.NewListObjectsV2Paginator(client, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return describe(err, "list s3://"+bucket+"/"+prefix, bucket)
+		}
+		fn(page)
+	}
+	return nil
 }
 
 // describe names an S3 error in the user's words.

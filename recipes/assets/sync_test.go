@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -468,8 +469,10 @@ func TestSyncExcludeAndDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reqs) != 1 || reqs[0].method != http.MethodGet {
-		t.Errorf("dry run sent %v; want the listing only", reqs)
+	for _, q := range reqs {
+		if q.method != http.MethodGet || !strings.Contains(q.query, "list-type=2") {
+			t.Errorf("dry run sent %s %s?%s; want the listing only", q.method, q.path, q.query)
+		}
 	}
 	joined = strings.Join(lines, "\n")
 	if !strings.Contains(joined, "would delete app.js") || !strings.Contains(joined, "would upload new.css") {
@@ -573,5 +576,38 @@ func TestUnreadableFileIsNamed(t *testing.T) {
 	_, err := hashFiles(context.Background(), files, 4, defaultMultipart, openHashCache(dir))
 	if err == nil || !strings.Contains(err.Error(), "cannot read "+gone) {
 		t.Fatalf("err = %v; want it to name %s", err, gone)
+	}
+}
+
+// The listing by "directory" finds every key under the prefix, however
+// deep or oddly named, and none outside it.
+func TestListRemoteFindsEveryKey(t *testing.T) {
+	f := newFixture(t)
+	keys := []string{"static/a.txt", "static/d/b.txt", "static/d/e/f/g.txt", "static/x//y.txt", "static/z/", "staticfile", "other/c.txt"}
+	for _, k := range keys {
+		if _, err := f.client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(k), Body: strings.NewReader(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := s3.New(s3.Options{Region: "us-east-1", Credentials: aws.AnonymousCredentials{}}, f.opts)
+	for prefix, want := range map[string]string{
+		"static/": "static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/",
+		"":        "other/c.txt,static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/,staticfile",
+	} {
+		got, err := listRemote(context.Background(), client, testBucket, prefix, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for k, o := range got {
+			names = append(names, k)
+			if o.size != int64(len(k)) || !isMD5(o.etag) {
+				t.Errorf("%s: size %d etag %q", k, o.size, o.etag)
+			}
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != want {
+			t.Errorf("prefix %q: listed %v, want %s", prefix, names, want)
+		}
 	}
 }
