@@ -21,6 +21,12 @@
 // pay a round trip per large file; predicting the ETag pays it only when
 // the part size changed.
 //
+// The local MD5s are kept between runs in the user's cache directory
+// (davit/assets under os.UserCacheDir), keyed by each file's size,
+// modification and change times, device and inode, so an unchanged tree
+// is walked but not read; a rewrite moves the change time, and the file
+// is read again.
+//
 // Variables (read when the task runs, so command-line overrides count):
 //
 //	assets_dir            "public"       the local directory; relative to the
