@@ -75,6 +75,7 @@ type Pretty struct {
 	hosts  hostTable
 	tick   ticking
 	status string // the status line on the screen now; "" when none
+	drawn  bool   // a LiveWriter drawing is on the bottom line
 	closed bool
 }
 
@@ -286,8 +287,9 @@ func (p *Pretty) write(lines []string, now time.Time) {
 		return
 	}
 	var b strings.Builder
-	if p.status != "" {
+	if p.status != "" || p.drawn {
 		b.WriteString("\r" + eraseLine)
+		p.drawn = false
 	}
 	for _, l := range lines {
 		b.WriteString(cutToWidth(l, p.opts.Width) + "\n")

@@ -1,12 +1,16 @@
 package assets
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -25,69 +29,200 @@ type settings struct {
 	delete      bool
 	deleteForce bool
 	parallel    int
+	// multipart is the size from which a file is uploaded in parts, and
+	// the size of each part.
+	multipart int64
+	// distribution is the CloudFront distribution to invalidate; "" none.
+	distribution string
+	// maxPaths is the most paths one invalidation lists; above it, "/*".
+	maxPaths int
+	// wait bounds the wait for the invalidation to complete; 0 does not wait.
+	wait time.Duration
 }
 
-func readSettings(c *tasks.Context) (settings, error) {
+// minPartSize is S3's smallest part of a multipart upload (but the last).
+const minPartSize = 5 << 20
+
+// bucketName is S3's rule for a general purpose bucket's name.
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+// distributionID is the form of a CloudFront distribution's id (E2QWRUHAPOMQZL).
+var distributionID = regexp.MustCompile(`^[A-Z0-9]{1,128}$`)
+
+// VarsError is every problem with the recipe's variables, found before
+// the run's first command (CheckVars) or when assets:sync starts.
+type VarsError struct {
+	// Problems each name the variable, where its value was set and what
+	// is wrong with it.
+	Problems []string
+}
+
+func (e *VarsError) Error() string {
+	n := len(e.Problems)
+	word := "problems"
+	if n == 1 {
+		word = "problem"
+	}
+	return fmt.Sprintf("the assets recipe's variables: %d %s (nothing was sent):\n  - %s",
+		n, word, strings.Join(e.Problems, "\n  - "))
+}
+
+// CheckVars validates every assets_* variable without touching the disk
+// or the network, and reports every problem at once; the run calls it
+// before the first command (tasks.VarsChecker). An empty assets_bucket is
+// not a problem here (a Deployfile may use the recipe in one stage only);
+// assets:sync refuses it. Whether assets_dir exists is the task's
+// business too: an earlier task of the deploy may build it.
+func (r *Recipe) CheckVars(v *tasks.Vars) error {
+	_, err := readSettings(v, "", false)
+	return err
+}
+
+// Compile-time check that the recipe validates its variables up front.
+var _ tasks.VarsChecker = (*Recipe)(nil)
+
+// readSettings reads and validates the variables; localDir is the
+// Deployfile's directory, which a relative assets_dir is under. With
+// needBucket, an empty assets_bucket is a problem. The error is a
+// *VarsError with every problem.
+func readSettings(v *tasks.Vars, localDir string, needBucket bool) (settings, error) {
 	var s settings
-	v := c.Executor.Vars
-	var err error
-	if s.dir, err = v.FetchString("assets_dir"); err != nil {
-		return s, err
+	var problems []string
+	add := func(name string, err error) {
+		if err == nil {
+			return
+		}
+		msg := strings.TrimPrefix(err.Error(), "variable ")
+		if !strings.HasPrefix(msg, name) {
+			msg = name + ": " + msg
+		}
+		switch p := v.Pos(name); {
+		case v.Overridden(name):
+			msg += " (given on the command line)"
+		case p.IsValid() && p.File != recipePos.File:
+			msg += " (set at " + p.String() + ")"
+		}
+		problems = append(problems, msg)
 	}
-	if s.dir == "" {
-		return s, fmt.Errorf("assets_dir is empty")
+
+	dir, err := v.FetchString("assets_dir")
+	switch {
+	case err != nil:
+		add("assets_dir", err)
+	case dir == "":
+		add("assets_dir", errors.New("assets_dir is empty (the directory to upload, such as \"public\")"))
+	case !filepath.IsAbs(dir) && localDir != "":
+		s.dir = filepath.Join(localDir, dir)
+	default:
+		s.dir = dir
 	}
-	if !filepath.IsAbs(s.dir) && c.Executor.LocalDir != "" {
-		s.dir = filepath.Join(c.Executor.LocalDir, s.dir)
+
+	s.bucket, err = v.FetchString("assets_bucket")
+	switch {
+	case err != nil:
+		add("assets_bucket", err)
+	case s.bucket == "" && needBucket:
+		add("assets_bucket", errors.New("assets_bucket is not set (the S3 bucket to sync assets_dir to)"))
+	case s.bucket != "" && (!bucketName.MatchString(s.bucket) || strings.Contains(s.bucket, "..")):
+		add("assets_bucket", fmt.Errorf("assets_bucket %q is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)", s.bucket))
 	}
-	if s.bucket, err = v.FetchString("assets_bucket"); err != nil {
-		return s, err
-	}
-	if s.bucket == "" {
-		return s, fmt.Errorf("assets_bucket is not set (the S3 bucket to sync assets_dir to)")
-	}
+
 	prefix, err := v.FetchString("assets_prefix")
-	if err != nil {
-		return s, err
-	}
+	add("assets_prefix", err)
 	if prefix = strings.Trim(prefix, "/"); prefix != "" {
 		s.prefix = prefix + "/"
 	}
+
 	acl, err := v.FetchString("assets_acl")
-	if err != nil {
-		return s, err
-	}
+	add("assets_acl", err)
 	s.acl = types.ObjectCannedACL(acl)
 	if acl != "" && !slices.Contains(s.acl.Values(), s.acl) {
-		return s, fmt.Errorf("assets_acl %q is not a canned ACL (one of %v, or \"\" for none)", acl, s.acl.Values())
+		add("assets_acl", fmt.Errorf("assets_acl %q is not a canned ACL (one of %v, or \"\" for none)", acl, s.acl.Values()))
 	}
-	cc, err := v.Fetch("assets_cache_control")
-	if err != nil {
-		return s, err
+
+	if cc, err := v.Fetch("assets_cache_control"); err != nil {
+		add("assets_cache_control", err)
+	} else if s.cache, err = parseCacheRules(cc); err != nil {
+		add("assets_cache_control", err)
 	}
-	if s.cache, err = parseCacheRules(cc); err != nil {
-		return s, fmt.Errorf("assets_cache_control: %w", err)
+
+	if patterns, err := v.FetchStrings("assets_exclude"); err != nil {
+		add("assets_exclude", err)
+	} else if s.exclude, err = scm.NewExcluder(patterns); err != nil {
+		add("assets_exclude", err)
 	}
-	patterns, err := v.FetchStrings("assets_exclude")
-	if err != nil {
-		return s, err
+
+	s.delete, err = v.FetchBool("assets_delete")
+	add("assets_delete", err)
+	s.deleteForce, err = v.FetchBool("assets_delete_force")
+	add("assets_delete_force", err)
+
+	s.parallel, err = v.FetchInt("assets_parallel")
+	add("assets_parallel", err)
+	if err == nil && s.parallel < 1 {
+		add("assets_parallel", fmt.Errorf("assets_parallel is %d; want at least 1", s.parallel))
 	}
-	if s.exclude, err = scm.NewExcluder(patterns); err != nil {
-		return s, fmt.Errorf("assets_exclude: %w", err)
+
+	threshold, err := v.FetchInt("assets_multipart_threshold")
+	add("assets_multipart_threshold", err)
+	if err == nil && threshold < minPartSize {
+		add("assets_multipart_threshold", fmt.Errorf("assets_multipart_threshold is %d bytes; S3's parts are at least %d (5 MiB)", threshold, minPartSize))
 	}
-	if s.delete, err = v.FetchBool("assets_delete"); err != nil {
-		return s, err
+	s.multipart = int64(threshold)
+
+	s.distribution, err = v.FetchString("assets_distribution")
+	add("assets_distribution", err)
+	if s.distribution != "" && !distributionID.MatchString(s.distribution) {
+		add("assets_distribution", fmt.Errorf("assets_distribution %q is not a CloudFront distribution id (uppercase letters and digits, such as E2QWRUHAPOMQZL)", s.distribution))
 	}
-	if s.deleteForce, err = v.FetchBool("assets_delete_force"); err != nil {
-		return s, err
+	s.maxPaths, err = v.FetchInt("assets_invalidate_max_paths")
+	add("assets_invalidate_max_paths", err)
+	if err == nil && s.maxPaths < 1 {
+		add("assets_invalidate_max_paths", fmt.Errorf("assets_invalidate_max_paths is %d; want at least 1", s.maxPaths))
 	}
-	if s.parallel, err = v.FetchInt("assets_parallel"); err != nil {
-		return s, err
+	s.wait, err = seconds(v, "assets_invalidation_wait")
+	add("assets_invalidation_wait", err)
+	if err == nil && s.wait < 0 {
+		add("assets_invalidation_wait", fmt.Errorf("assets_invalidation_wait is %s; it cannot be negative", s.wait))
 	}
-	if s.parallel < 1 {
-		return s, fmt.Errorf("assets_parallel is %d; want at least 1", s.parallel)
+
+	if len(problems) > 0 {
+		return s, &VarsError{Problems: problems}
 	}
 	return s, nil
+}
+
+// seconds reads a duration given as seconds (a number, or a string of
+// one) or as a Go duration ("90s", "5m"); unset or "" is 0.
+func seconds(v *tasks.Vars, name string) (time.Duration, error) {
+	val, err := v.Fetch(name)
+	if err != nil {
+		return 0, err
+	}
+	switch x := val.(type) {
+	case nil:
+		return 0, nil
+	case int:
+		return time.Duration(x) * time.Second, nil
+	case int64:
+		return time.Duration(x) * time.Second, nil
+	case float64:
+		return time.Duration(x * float64(time.Second)), nil
+	case string:
+		x = strings.TrimSpace(x)
+		if x == "" {
+			return 0, nil
+		}
+		if f, err := strconv.ParseFloat(x, 64); err == nil {
+			return time.Duration(f * float64(time.Second)), nil
+		}
+		d, err := time.ParseDuration(x)
+		if err != nil {
+			return 0, fmt.Errorf("%s %q: want seconds or a duration like 90s", name, x)
+		}
+		return d, nil
+	}
+	return 0, fmt.Errorf("%s is %T; want seconds or a duration like 90s", name, val)
 }
 
 // cacheRules choose a file's Cache-Control: the longest glob that matches

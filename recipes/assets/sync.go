@@ -2,23 +2,24 @@ package assets
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"mime"
-	"os"
-	"path"
+	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/davit-deploy/davit/deploy/output"
 
 	"github.com/davit-deploy/davit/tasks"
 )
@@ -48,28 +49,52 @@ type plan struct {
 
 func (r *Recipe) sync(c *tasks.Context) error {
 	start := time.Now()
-	s, err := readSettings(c)
+	s, err := readSettings(c.Executor.Vars, c.Executor.LocalDir, true)
 	if err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
 	where := "s3://" + s.bucket + "/" + s.prefix
-	files, skipped, err := walkDir(s.dir, s.exclude)
+	cfg, err := r.awsConfig(c.Ctx())
+	if err != nil {
+		return fmt.Errorf("%s: %w", SyncTask, err)
+	}
+	client := r.s3Client(cfg, s)
+	// The listing (S3's time) and the walk and hashing (the disk's and
+	// the CPU's) overlap: an unchanged tree costs the longer of the two.
+	// A local error wins, and the listing is stopped and waited for, so
+	// nothing is still sent once the task returned.
+	listCtx, stopListing := context.WithCancel(c.Ctx())
+	var (
+		remote  map[string]remoteObject
+		listErr error
+		listed  = make(chan struct{})
+	)
+	go func() {
+		defer close(listed)
+		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix, s.parallel)
+	}()
+	defer func() { stopListing(); <-listed }()
+	cacheLoaded := make(chan *hashCache, 1)
+	go func() { cacheLoaded <- openHashCache(s.dir) }()
+	files, skipped, err := walkDir(s.dir, s.exclude, s.parallel)
+	cache := <-cacheLoaded
 	if err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
 	for _, sk := range skipped {
 		c.Warn(fmt.Sprintf("%s: skipping %s: not a regular file", SyncTask, sk))
 	}
-	if err := hashFiles(c.Ctx(), files, s.parallel); err != nil {
+	if _, err := hashFiles(c.Ctx(), files, s.parallel, s.multipart, cache); err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
-	client, err := r.client(c.Ctx())
-	if err != nil {
-		return fmt.Errorf("%s: %w", SyncTask, err)
+	if !c.DryRun() {
+		if err := cache.save(s.dir); err != nil {
+			c.Warn(fmt.Sprintf("%s: %v (the next sync reads every file again)", SyncTask, err))
+		}
 	}
-	remote, err := listRemote(c.Ctx(), client, s.bucket, s.prefix)
-	if err != nil {
-		return fmt.Errorf("%s: %w", SyncTask, err)
+	<-listed
+	if listErr != nil {
+		return fmt.Errorf("%s: %w", SyncTask, listErr)
 	}
 	p, err := makePlan(c.Ctx(), client, s, files, remote)
 	if err != nil {
@@ -85,6 +110,7 @@ func (r *Recipe) sync(c *tasks.Context) error {
 	for _, f := range p.upload {
 		bytes += f.size
 	}
+	inv := invalidationPaths(s, p)
 	if c.DryRun() {
 		for _, f := range p.upload {
 			c.Info(fmt.Sprintf("%s: dry run: would upload %s (%d bytes, %s)", SyncTask, s.prefix+f.rel, f.size, p.reasons[f.rel]))
@@ -92,76 +118,141 @@ func (r *Recipe) sync(c *tasks.Context) error {
 		for _, k := range p.delete {
 			c.Info(fmt.Sprintf("%s: dry run: would delete %s", SyncTask, k))
 		}
+		if len(inv) > 0 {
+			c.Info(fmt.Sprintf("%s: dry run: would invalidate on CloudFront distribution %s: %s", SyncTask, s.distribution, describePaths(inv)))
+		}
 		c.Info(fmt.Sprintf("%s: dry run: %s: would upload %d (%d bytes), unchanged %d, would delete %d, in %s",
 			SyncTask, where, len(p.upload), bytes, p.unchanged, len(p.delete), time.Since(start).Round(time.Millisecond)))
 		return nil
 	}
 	var sent atomic.Int64
+	up := newUploader(client, s)
+	bar := newProgress(output.LiveWriter(c.Executor.Sink), len(p.upload), bytes)
 	err = forEach(c.Ctx(), len(p.upload), s.parallel, func(ctx context.Context, i int) error {
 		f := p.upload[i]
-		if err := upload(ctx, client, s, f); err != nil {
+		if err := up.upload(ctx, f); err != nil {
 			return err
 		}
 		sent.Add(f.size)
+		bar.fileDone(f.size)
 		return nil
 	})
+	bar.finish()
 	if err != nil {
 		return fmt.Errorf("%s: %w (nothing was deleted)", SyncTask, err)
 	}
 	if err := deleteKeys(c.Ctx(), client, s.bucket, p.delete); err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
-	c.Info(fmt.Sprintf("%s: %s: uploaded %d (%d bytes sent), unchanged %d, deleted %d, in %s",
-		SyncTask, where, len(p.upload), sent.Load(), p.unchanged, len(p.delete), time.Since(start).Round(time.Millisecond)))
+	invalidated := ""
+	if len(inv) > 0 {
+		id, err := r.invalidate(c, cfg, s, inv)
+		if err != nil {
+			return fmt.Errorf("%s: uploaded %d and deleted %d, but %w", SyncTask, len(p.upload), len(p.delete), err)
+		}
+		invalidated = fmt.Sprintf(", invalidation %s of %s", id, describePaths(inv))
+	}
+	c.Info(fmt.Sprintf("%s: %s: uploaded %d (%d bytes sent), unchanged %d, deleted %d%s, in %s",
+		SyncTask, where, len(p.upload), sent.Load(), p.unchanged, len(p.delete), invalidated, time.Since(start).Round(time.Millisecond)))
 	return nil
 }
 
-// client makes the S3 client from the environment (as the AWS CLI does)
-// and fails early, naming the problem, when there are no credentials.
-func (r *Recipe) client(ctx context.Context) (*s3.Client, error) {
+// awsConfig loads the configuration from the environment (as the AWS CLI
+// does) and fails early, naming the problem, when there are no
+// credentials.
+func (r *Recipe) awsConfig(ctx context.Context) (aws.Config, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
+		return cfg, fmt.Errorf("AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = fallbackRegion
 	}
 	if cfg.Credentials == nil {
-		return nil, errors.New("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+		return cfg, errors.New("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
 	}
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return nil, fmt.Errorf("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %w", err)
+		return cfg, fmt.Errorf("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %w", err)
 	}
-	opts := append([]func(*s3.Options){func(o *s3.Options) {
-		// Content-MD5, which every upload carries, is the integrity
-		// check; no second checksum (which S3-compatible stores may not
-		// know) unless an operation requires one.
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-	}}, r.s3Options...)
-	return s3.NewFromConfig(cfg, opts...), nil
+	return cfg, nil
 }
 
-// listRemote pages through the objects under prefix.
-func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string) (map[string]remoteObject, error) {
+// s3Client makes the S3 client. Its connection pool keeps as many idle
+// connections as uploads run at once (the SDK's default keeps 10), so
+// parallel uploads reuse them rather than open new ones.
+func (r *Recipe) s3Client(cfg aws.Config, s settings) *s3.Client {
+	opts := append([]func(*s3.Options){func(o *s3.Options) {
+		// Content-MD5, which every upload and every part carries, is the
+		// integrity check; no second checksum (which S3-compatible stores
+		// may not know) unless an operation requires one.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		// The signature covers Content-MD5 (a header SigV4 always
+		// signs), so it covers the body through it; hashing every body
+		// again with SHA-256 for the signature would only cost CPU.
+		o.APIOptions = append(o.APIOptions, addPartMD5, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConnsPerHost = s.parallel + 4
+		})
+	}}, r.s3Options...)
+	return s3.NewFromConfig(cfg, opts...)
+}
+
+// listRemote lists the objects under prefix: one listing with a "/"
+// delimiter gives the objects directly under it and its "directories"
+// (assets/, packs/, images/), whose listings are then paged parallel at a
+// time. Every key lies in exactly one of them. A bucket's pages come one
+// after another (each names where the next starts), so a tree of many
+// directories is listed in the time of its largest rather than of all.
+func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string, parallel int) (map[string]remoteObject, error) {
+	var mu sync.Mutex
 	out := map[string]remoteObject{}
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}
-	if prefix != "" {
-		in.Prefix = aws.String(prefix)
-	}
-	pages := s3.NewListObjectsV2Paginator(client, in)
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, describe(err, "list s3://"+bucket+"/"+prefix, bucket)
-		}
-		for _, o := range page.Contents {
+	add := func(objs []types.Object) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range objs {
 			out[aws.ToString(o.Key)] = remoteObject{
 				size: aws.ToInt64(o.Size),
 				etag: strings.Trim(aws.ToString(o.ETag), `"`),
 			}
 		}
 	}
+	var dirs []string
+	err := listPages(ctx, client, bucket, prefix, "/", func(page *s3.ListObjectsV2Output) {
+		add(page.Contents)
+		for _, cp := range page.CommonPrefixes {
+			dirs = append(dirs, aws.ToString(cp.Prefix))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = forEach(ctx, len(dirs), parallel, func(ctx context.Context, i int) error {
+		return listPages(ctx, client, bucket, dirs[i], "", func(page *s3.ListObjectsV2Output) { add(page.Contents) })
+	})
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// listPages calls fn with each page of the listing of prefix.
+func listPages(ctx context.Context, client *s3.Client, bucket, prefix, delimiter string, fn func(*s3.ListObjectsV2Output)) error {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket)}
+	if prefix != "" {
+		in.Prefix = aws.String(prefix)
+	}
+	if delimiter != "" {
+		in.Delimiter = aws.String(delimiter)
+	}
+	pages := s3.NewListObjectsV2Paginator(client, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return describe(err, "list s3://"+bucket+"/"+prefix, bucket)
+		}
+		fn(page)
+	}
+	return nil
 }
 
 // describe names an S3 error in the user's words.
@@ -192,9 +283,12 @@ func isMD5(etag string) bool {
 	return err == nil
 }
 
-// makePlan compares the local files with the listing. Only an object of
-// the right size whose ETag is not an MD5 costs a request (a HEAD for its
-// md5 metadata); the others are decided from the listing alone.
+// makePlan compares the local files with the listing. An object sent in
+// one part has its content's MD5 as ETag; one sent in parts has
+// "MD5-of-the-parts'-MD5s-N", which davit predicts for its own part size
+// while hashing. Only an object of the right size whose ETag is neither
+// costs a request (a HEAD for the md5 metadata davit stores); the others
+// are decided from the listing alone.
 func makePlan(ctx context.Context, client *s3.Client, s settings, files []localFile, remote map[string]remoteObject) (plan, error) {
 	p := plan{reasons: map[string]string{}, listed: len(remote)}
 	local := make(map[string]bool, len(files))
@@ -205,14 +299,20 @@ func makePlan(ctx context.Context, client *s3.Client, s settings, files []localF
 		o, ok := remote[key]
 		switch {
 		case !ok:
-			p.reasons[f.rel] = "new"
+			p.reasons[f.rel] = reasonNew
 		case o.size != f.size:
 			p.reasons[f.rel] = "size differs"
 		case isMD5(o.etag):
 			if !strings.EqualFold(o.etag, f.md5) {
 				p.reasons[f.rel] = "content differs"
 			}
+		case f.partsETag != "" && strings.EqualFold(o.etag, f.partsETag):
+			// Uploaded in parts of the threshold's size (by davit, with
+			// this threshold): the ETag davit predicts from the local
+			// parts' MD5s matches, so the content does.
 		default:
+			// Some other ETag (parts of another size, another tool):
+			// the md5 metadata davit stores decides, at one HEAD.
 			ask = append(ask, i)
 			continue
 		}
@@ -253,47 +353,6 @@ func makePlan(ctx context.Context, client *s3.Client, s settings, files []localF
 		sort.Strings(p.delete)
 	}
 	return p, nil
-}
-
-// contentType is the file's type by extension, as a browser needs it.
-func contentType(rel string) string {
-	if t := mime.TypeByExtension(path.Ext(rel)); t != "" {
-		return t
-	}
-	return "application/octet-stream"
-}
-
-// upload puts one file. Content-MD5 is the MD5 hashFiles computed: if the
-// file changed since, or the body is corrupted on the way, S3 refuses it.
-func upload(ctx context.Context, client *s3.Client, s settings, f localFile) error {
-	raw, err := hex.DecodeString(f.md5)
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", f.rel, err)
-	}
-	body, err := os.Open(f.abs)
-	if err != nil {
-		return fmt.Errorf("assets_dir: cannot read %s: %w", f.abs, err)
-	}
-	defer body.Close()
-	in := &s3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(s.prefix + f.rel),
-		Body:          body,
-		ContentLength: aws.Int64(f.size),
-		ContentType:   aws.String(contentType(f.rel)),
-		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(raw)),
-		Metadata:      map[string]string{"md5": f.md5},
-	}
-	if cc := s.cache.forPath(f.rel); cc != "" {
-		in.CacheControl = aws.String(cc)
-	}
-	if s.acl != "" {
-		in.ACL = s.acl
-	}
-	if _, err := client.PutObject(ctx, in); err != nil {
-		return describe(err, "upload "+f.abs+" to s3://"+s.bucket+"/"+s.prefix+f.rel, s.bucket)
-	}
-	return nil
 }
 
 // deleteKeys removes keys in batches; a key S3 could not delete is an

@@ -1,22 +1,31 @@
 package assets
 
 import (
+	"bytes"
 	"context"
+	"html"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/deploy/output/outputtest"
+	"github.com/davit-deploy/davit/recipes/assets/cloudfronttest"
 	"github.com/davit-deploy/davit/tasks"
 	"github.com/davit-deploy/davit/tasks/run"
 )
@@ -31,18 +40,96 @@ type sent struct {
 
 // recorder is an http.RoundTripper in front of the fake S3 that keeps
 // every request, for what gofakes3 does not keep (Cache-Control, ACL) and
-// for counting round trips.
+// for counting round trips. It also makes the listing S3's where gofakes3
+// differs: an object uploaded in parts is listed by S3 with the ETag its
+// CompleteMultipartUpload returned ("hex-N"), by gofakes3 with the MD5 of
+// the whole. And it can corrupt a request's body on the way.
 type recorder struct {
 	mu   sync.Mutex
 	reqs []sent
 	next http.RoundTripper
+	// partETags are the keys completed in parts, and their S3 ETags.
+	partETags map[string]string
+	// corrupt, when set, picks requests whose body gets one byte changed.
+	corrupt func(*http.Request) bool
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.mu.Lock()
 	r.reqs = append(r.reqs, sent{req.Method, req.URL.Path, req.URL.RawQuery, req.Header.Clone()})
+	corrupt := r.corrupt != nil && r.corrupt(req)
 	r.mu.Unlock()
-	return r.next.RoundTrip(req)
+	if corrupt && req.Body != nil {
+		req.Body = &flipper{ReadCloser: req.Body}
+	}
+	resp, err := r.next.RoundTrip(req)
+	if err != nil || resp.StatusCode/100 != 2 {
+		return resp, err
+	}
+	key := strings.TrimPrefix(req.URL.Path, "/"+testBucket+"/")
+	q := req.URL.Query()
+	switch {
+	case req.Method == http.MethodPost && q.Has("uploadId"):
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if m := etagElem.FindSubmatch(body); m != nil {
+			r.mu.Lock()
+			r.partETags[key] = strings.Trim(html.UnescapeString(string(m[1])), `"`)
+			r.mu.Unlock()
+		}
+	case req.Method == http.MethodPut && !q.Has("partNumber"):
+		r.mu.Lock()
+		delete(r.partETags, key)
+		r.mu.Unlock()
+	case req.Method == http.MethodGet && q.Get("list-type") == "2":
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		body = contentsElem.ReplaceAllFunc(body, func(c []byte) []byte {
+			k := keyElem.FindSubmatch(c)
+			if k == nil {
+				return c
+			}
+			etag, ok := r.partETags[html.UnescapeString(string(k[1]))]
+			if !ok {
+				return c
+			}
+			return etagElem.ReplaceAll(c, []byte("<ETag>&#34;"+etag+"&#34;</ETag>"))
+		})
+		r.mu.Unlock()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	return resp, nil
+}
+
+var (
+	contentsElem = regexp.MustCompile(`(?s)<Contents>.*?</Contents>`)
+	keyElem      = regexp.MustCompile(`<Key>(.*?)</Key>`)
+	etagElem     = regexp.MustCompile(`<ETag>(.*?)</ETag>`)
+)
+
+// flipper changes the first byte it reads: a body corrupted in flight.
+type flipper struct {
+	io.ReadCloser
+	done bool
+}
+
+func (f *flipper) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if n > 0 && !f.done {
+		p[0] ^= 0xff
+		f.done = true
+	}
+	return n, err
 }
 
 func (r *recorder) take() []sent {
@@ -82,7 +169,14 @@ type fixture struct {
 	backend *s3mem.Backend
 	client  *s3.Client
 	opts    func(*s3.Options)
+	// cf is the CloudFront test server, with distribution testDistribution.
+	cf     *cloudfronttest.Server
+	cfOpts func(*cloudfront.Options)
+	// terminal is the run's output format; nil records events only.
+	terminal output.Sink
 }
+
+const testDistribution = "E2QWRUHAPOMQZL"
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
@@ -102,13 +196,19 @@ func newFixture(t *testing.T) *fixture {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "credentials"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_PROFILE", "")
-	rec := &recorder{next: http.DefaultTransport}
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
+	rec := &recorder{next: http.DefaultTransport, partETags: map[string]string{}}
 	opts := func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(srv.URL)
 		o.UsePathStyle = true
 		o.HTTPClient = &http.Client{Transport: rec}
 	}
-	f := &fixture{t: t, dir: t.TempDir(), rec: rec, backend: backend, opts: opts}
+	cf := cloudfronttest.New(200 * time.Millisecond)
+	cf.AddDistribution(testDistribution)
+	cfSrv := httptest.NewServer(cf)
+	t.Cleanup(cfSrv.Close)
+	f := &fixture{t: t, dir: t.TempDir(), rec: rec, backend: backend, opts: opts, cf: cf,
+		cfOpts: func(o *cloudfront.Options) { o.BaseEndpoint = aws.String(cfSrv.URL) }}
 	f.client = s3.New(s3.Options{
 		Region:       "us-east-1",
 		Credentials:  aws.AnonymousCredentials{},
@@ -141,9 +241,11 @@ func (f *fixture) sync(settings string, dryRun bool) ([]sent, []string, error) {
 	r, err := run.Load(context.Background(), run.Config{
 		Deployfile: filepath.Join(f.dir, "Deployfile"),
 		GoRecipes: map[string]func() tasks.Recipe{
-			"assets": func() tasks.Recipe { return NewWith(WithS3Options(f.opts)) },
+			"assets": func() tasks.Recipe {
+				return NewWith(WithS3Options(f.opts), WithCloudFrontOptions(f.cfOpts), WithInvalidationPoll(50*time.Millisecond))
+			},
 		},
-		Terminal: rec,
+		Terminal: output.Multi(rec, f.terminal),
 		DryRun:   dryRun,
 	})
 	if err != nil {
@@ -227,6 +329,11 @@ set("assets_cache_control", {"default": "max-age=60", "*.js": "max-age=300", "as
 		}
 		if q.header.Get("X-Amz-Meta-Md5") == "" {
 			t.Errorf("%s: no md5 metadata", key)
+		}
+		// The body is signed through Content-MD5, not hashed again.
+		if !strings.Contains(q.header.Get("Authorization"), "content-md5;") || q.header.Get("X-Amz-Content-Sha256") != "UNSIGNED-PAYLOAD" {
+			t.Errorf("%s: Authorization %q, X-Amz-Content-Sha256 %q; want content-md5 signed, the payload not hashed",
+				key, q.header.Get("Authorization"), q.header.Get("X-Amz-Content-Sha256"))
 		}
 	}
 	if got := p["static/index.html"].header.Get("Content-Type"); !strings.HasPrefix(got, "text/html") {
@@ -362,8 +469,10 @@ func TestSyncExcludeAndDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reqs) != 1 || reqs[0].method != http.MethodGet {
-		t.Errorf("dry run sent %v; want the listing only", reqs)
+	for _, q := range reqs {
+		if q.method != http.MethodGet || !strings.Contains(q.query, "list-type=2") {
+			t.Errorf("dry run sent %s %s?%s; want the listing only", q.method, q.path, q.query)
+		}
 	}
 	joined = strings.Join(lines, "\n")
 	if !strings.Contains(joined, "would delete app.js") || !strings.Contains(joined, "would upload new.css") {
@@ -464,8 +573,41 @@ func TestUnreadableFileIsNamed(t *testing.T) {
 	}
 	gone := filepath.Join(dir, "gone.txt")
 	files := []localFile{{rel: "ok.txt", abs: ok, size: 2}, {rel: "gone.txt", abs: gone, size: 1}}
-	err := hashFiles(context.Background(), files, 4)
+	_, err := hashFiles(context.Background(), files, 4, defaultMultipart, openHashCache(dir))
 	if err == nil || !strings.Contains(err.Error(), "cannot read "+gone) {
 		t.Fatalf("err = %v; want it to name %s", err, gone)
+	}
+}
+
+// The listing by "directory" finds every key under the prefix, however
+// deep or oddly named, and none outside it.
+func TestListRemoteFindsEveryKey(t *testing.T) {
+	f := newFixture(t)
+	keys := []string{"static/a.txt", "static/d/b.txt", "static/d/e/f/g.txt", "static/x//y.txt", "static/z/", "staticfile", "other/c.txt"}
+	for _, k := range keys {
+		if _, err := f.client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(k), Body: strings.NewReader(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := s3.New(s3.Options{Region: "us-east-1", Credentials: aws.AnonymousCredentials{}}, f.opts)
+	for prefix, want := range map[string]string{
+		"static/": "static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/",
+		"":        "other/c.txt,static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/,staticfile",
+	} {
+		got, err := listRemote(context.Background(), client, testBucket, prefix, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for k, o := range got {
+			names = append(names, k)
+			if o.size != int64(len(k)) || !isMD5(o.etag) {
+				t.Errorf("%s: size %d etag %q", k, o.size, o.etag)
+			}
+		}
+		sort.Strings(names)
+		if strings.Join(names, ",") != want {
+			t.Errorf("prefix %q: listed %v, want %s", prefix, names, want)
+		}
 	}
 }
