@@ -17,8 +17,9 @@ import (
 // addresses loopback ones, and an S3 endpoint (gofakes3) with the payroll
 // assets bucket; static test credentials and no shared file or instance
 // role of this machine. It also gives the payroll example its repository
-// password.
-func exampleCloud(t *testing.T) {
+// password. It returns the EC2 endpoint, which also serves the load
+// balancers' protocols.
+func exampleCloud(t *testing.T) *awstest.Server {
 	t.Helper()
 	ec2 := awstest.NewServer(t)
 	payroll := map[string]string{"App": "payroll", "Env": "production"}
@@ -41,22 +42,25 @@ func exampleCloud(t *testing.T) {
 	t.Cleanup(s3.Close)
 	dir := t.TempDir()
 	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY":       "test-secret",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_REGION":                  "us-east-1",
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_PROFILE":                 "",
-		"AWS_ENDPOINT_URL":            "",
-		"AWS_ENDPOINT_URL_EC2":        ec2.URL,
-		"AWS_ENDPOINT_URL_S3":         s3.URL,
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED":   "true",
-		"PAYROLL_SVN_PASSWORD":        "example-svn-secret",
+		"AWS_ACCESS_KEY_ID":                          "AKIDTEST",
+		"AWS_SECRET_ACCESS_KEY":                      "test-secret",
+		"AWS_SESSION_TOKEN":                          "",
+		"AWS_REGION":                                 "us-east-1",
+		"AWS_DEFAULT_REGION":                         "",
+		"AWS_PROFILE":                                "",
+		"AWS_ENDPOINT_URL":                           "",
+		"AWS_ENDPOINT_URL_EC2":                       ec2.URL,
+		"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING":    ec2.URL,
+		"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": ec2.URL,
+		"AWS_ENDPOINT_URL_S3":                        s3.URL,
+		"AWS_CONFIG_FILE":                            filepath.Join(dir, "config"),
+		"AWS_SHARED_CREDENTIALS_FILE":                filepath.Join(dir, "credentials"),
+		"AWS_EC2_METADATA_DISABLED":                  "true",
+		"PAYROLL_SVN_PASSWORD":                       "example-svn-secret",
 	} {
 		t.Setenv(k, v)
 	}
+	return ec2
 }
 
 // From the control machine, a dry run of the payroll deploy reaches both
@@ -85,5 +89,66 @@ func TestPayrollDryRunDeploy(t *testing.T) {
 	}
 	if strings.Contains(out, "[payroll@payroll-job-1] info: would run: cd /home/payroll/current && { mongrel_rails") {
 		t.Errorf("the job server restarted mongrel:\n%s", out)
+	}
+}
+
+// The payroll fleet's own commands from the control machine: a dry run of
+// launching an app server and of scaling the app role sends its EC2 calls
+// with DryRun=true and no load balancer call, and crontab prints the
+// weekday capacity schedule.
+func TestPayrollFleetCommands(t *testing.T) {
+	ec2 := exampleCloud(t)
+	deployfile := "../../../examples/payroll/Deployfile"
+	logFile := filepath.Join(t.TempDir(), "davit.log")
+	for _, words := range [][]string{
+		{"production", "launch", "role=app"},
+		{"production", "scale", "role=app", "count=3"},
+	} {
+		args := append([]string{"-f", deployfile, "--dry-run", "--format", "plain", "--log", logFile}, words...)
+		if code, out := runDavit(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s", words, code, out)
+		}
+	}
+	launches := 0
+	for _, r := range ec2.Requests() {
+		switch r.Get("Action") {
+		case "RunInstances":
+			launches++
+			if r.Get("DryRun") != "true" {
+				t.Errorf("RunInstances without DryRun: %v", r)
+			}
+			if r.Get("ImageId") != "ami-0payroll0image01" || r.Get("InstanceType") != "m1.small" {
+				t.Errorf("RunInstances is not the app launcher's: %v", r)
+			}
+		case "TerminateInstances", "CreateTags":
+			if r.Get("DryRun") != "true" {
+				t.Errorf("%s without DryRun: %v", r.Get("Action"), r)
+			}
+		case "RegisterInstancesWithLoadBalancer", "DeregisterInstancesFromLoadBalancer":
+			t.Errorf("a dry run called the load balancer: %v", r)
+		}
+	}
+	// launch sends one; scale from the 1 app instance to 3 sends two.
+	if launches != 3 {
+		t.Errorf("%d RunInstances calls, want 3 (launch 1, scale 1 -> 3)", launches)
+	}
+	if n := len(ec2.Instances()); n != 2 {
+		t.Errorf("the dry runs changed the fleet: %d instances", n)
+	}
+
+	code, out := runDavit(t, "-f", deployfile, "--log", logFile, "production", "crontab")
+	if code != 0 {
+		t.Fatalf("crontab: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"CRON_TZ=America/New_York",
+		"0 8 * * 1-5 ",
+		"production scale count=3 role=app",
+		"0 21 * * 1-5 ",
+		"production scale count=2 role=app",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("crontab lacks %q:\n%s", want, out)
+		}
 	}
 }
