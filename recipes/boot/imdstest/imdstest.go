@@ -6,15 +6,8 @@
 package imdstest
 
 import (
-	"bytes"
-	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,19 +16,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/davit-deploy/davit/recipes/internal/testtool"
 )
 
 // MockPackage is the mock's main package in the tools module.
 const MockPackage = "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock"
 
-// CacheEnv, when set, is the directory the built tools are kept in
-// (default: the user cache directory's davit-test-tools).
-const CacheEnv = "DAVIT_TEST_TOOLS"
+// tool is the mock's build from the tools module .ci/tools.
+var tool = testtool.Tool{Name: "ec2-metadata-mock", Module: ".ci/tools", Package: MockPackage, Timeout: 10 * time.Minute}
+
+// Binary returns the mock's path, building it first when the cache has
+// none of the tools module's current pin.
+func Binary() (string, error) { return tool.Binary() }
 
 // Config is what the mock serves. Empty fields keep the mock's defaults.
 type Config struct {
@@ -85,7 +82,7 @@ func Start(t testing.TB, cfg Config) *Mock {
 	if err := os.WriteFile(cfgPath, mockConfig(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testtool.FreePort(t)
 	m := &Mock{t: t, bin: bin, home: filepath.Join(dir, "home"), port: port, logf: filepath.Join(dir, "mock.log"),
 		args: []string{"--hostname", "127.0.0.1", "--port", strconv.Itoa(port), "--config-file", cfgPath}}
 	if !cfg.V1Only {
@@ -205,94 +202,4 @@ func mockConfig(cfg Config) []byte {
 		"userdata": map[string]any{"values": map[string]string{"userdata": base64.StdEncoding.EncodeToString([]byte(cfg.UserData))}},
 	})
 	return b
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// Binary returns the mock's path, building it first if the cache has no
-// build of the tools module's current go.sum. Concurrent test processes
-// wait for one build.
-func Binary() (string, error) {
-	tools, err := toolsDir()
-	if err != nil {
-		return "", err
-	}
-	sum, err := os.ReadFile(filepath.Join(tools, "go.sum"))
-	if err != nil {
-		return "", fmt.Errorf("metadata mock: %w", err)
-	}
-	mod, err := os.ReadFile(filepath.Join(tools, "go.mod"))
-	if err != nil {
-		return "", fmt.Errorf("metadata mock: %w", err)
-	}
-	h := sha256.Sum256(append(mod, sum...))
-	cache := os.Getenv(CacheEnv)
-	if cache == "" {
-		uc, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("metadata mock: no cache directory (set %s): %w", CacheEnv, err)
-		}
-		cache = filepath.Join(uc, "davit-test-tools")
-	}
-	dir := filepath.Join(cache, hex.EncodeToString(h[:8]))
-	bin := filepath.Join(dir, "ec2-metadata-mock")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("metadata mock: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("metadata mock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("metadata mock: lock %s: %w", dir, err)
-	}
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil // another process built it meanwhile
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	tmp := bin + ".tmp"
-	build := exec.CommandContext(ctx, "go", "build", "-o", tmp, MockPackage)
-	build.Dir = tools
-	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-	var out bytes.Buffer
-	build.Stdout, build.Stderr = &out, &out
-	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("build the metadata mock in %s: %w\n%s", tools, err, out.String())
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		return "", fmt.Errorf("metadata mock: %w", err)
-	}
-	return bin, nil
-}
-
-// toolsDir is .ci/tools of the davit module this test runs in.
-func toolsDir() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(mod), "module github.com/davit-deploy/davit\n") {
-			return filepath.Join(dir, ".ci", "tools"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("metadata mock: not inside the davit module (no go.mod of github.com/davit-deploy/davit above the working directory)")
-		}
-		dir = parent
-	}
 }
