@@ -22,6 +22,11 @@ type Recipe struct {
 	// to prove that two deploys in the same second get different ids.
 	now func() time.Time
 
+	// registry is the run's registry, kept by DefineTasks so that CheckVars
+	// can also refuse task mistakes the rolling publish would meet (one of
+	// lb:deregister and lb:register without the other) before any command.
+	registry *tasks.Registry
+
 	mu  sync.Mutex
 	run *runState // the flow in progress (deploy or rollback), or nil
 }
@@ -203,6 +208,7 @@ func (r *Recipe) taskDefs() []taskDef {
 // carry the recipe's Combiner, so a stage's consecutive steps share one
 // command per host (steps.go); a redefined step does not.
 func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
+	r.registry = reg
 	pos := tasks.Position{File: "recipes/capdeploy"}
 	combine := &stepCombiner{r}
 	for _, d := range r.taskDefs() {

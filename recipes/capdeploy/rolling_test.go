@@ -338,6 +338,18 @@ after("lb:deregister", "drain")`, `after("lb:deregister", "drain") (`},
 			t.Errorf("%s: the refused deploy touched the host (releases/: %v)", tc.extra, serr)
 		}
 	}
+	// The run's Check finds them first, as the CLI runs it before any
+	// command (exit 2), with the variables' problems.
+	for _, tc := range cases {
+		err := checkRun(t, varsBase+tc.extra+"\n", "production", nil, "deploy")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Check with %s:\nerr = %v\nwant %q", tc.extra, err, tc.want)
+		}
+	}
+	if err := checkRun(t, varsBase+`set("keep_releases", 0)`+"\n"+cases[0].extra+"\n", "production", nil, "deploy"); err == nil ||
+		!strings.Contains(err.Error(), "keep_releases") || !strings.Contains(err.Error(), cases[0].want) {
+		t.Errorf("Check does not report a variable and the lb tasks together: %v", err)
+	}
 	e := newLocalEnv(t)
 	if _, err := e.run(`task("drain", lambda ctx: None)
 after("lb:register", "drain")`, nil, nil, "rollback"); err == nil || !strings.Contains(err.Error(), `after("lb:register", "drain")`) {

@@ -110,10 +110,14 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	}
 	_, err = v.FetchString("local_user")
 	add("local_user", err)
-	if len(problems) == 0 {
-		return nil
+	var lbErr error
+	if r.registry != nil {
+		_, lbErr = loadBalanced(r.registry)
 	}
-	return &VarsError{Problems: problems}
+	if len(problems) == 0 {
+		return lbErr
+	}
+	return errors.Join(&VarsError{Problems: problems}, lbErr)
 }
 
 // leadingName is the variable an error of the scm package is about: the
