@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Lazy is a variable value computed on first Fetch. Set, SetDefault and
@@ -293,6 +294,54 @@ func (v *Vars) FetchInt(name string) (int, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("variable %s: want an integer, have %T", name, val)
+}
+
+// Duration reads a duration given as seconds (a number, or a string of
+// one, as a command-line override is) or as a Go duration string ("90s",
+// "5m"); nil and "" are 0. It is the one reading of durations for every
+// recipe, whether the value comes from a variable or a builtin's argument.
+func Duration(val any) (time.Duration, error) {
+	switch x := val.(type) {
+	case nil:
+		return 0, nil
+	case int:
+		return time.Duration(x) * time.Second, nil
+	case int64:
+		return time.Duration(x) * time.Second, nil
+	case float64:
+		return time.Duration(x * float64(time.Second)), nil
+	case string:
+		x = strings.TrimSpace(x)
+		if x == "" {
+			return 0, nil
+		}
+		if f, err := strconv.ParseFloat(x, 64); err == nil {
+			return time.Duration(f * float64(time.Second)), nil
+		}
+		d, err := time.ParseDuration(x)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (want \"5m\", \"90s\" or a number of seconds)", x)
+		}
+		return d, nil
+	}
+	return 0, fmt.Errorf("want a duration (\"5m\" or seconds), not %T", val)
+}
+
+// FetchDuration returns name's value as a duration (see Duration); unset
+// to nil or "" is 0.
+func (v *Vars) FetchDuration(name string) (time.Duration, error) {
+	val, err := v.Fetch(name)
+	if err != nil {
+		return 0, err
+	}
+	d, err := Duration(val)
+	if err != nil {
+		if s, ok := val.(string); ok {
+			return 0, fmt.Errorf("%s %q: want seconds or a duration like 90s", name, strings.TrimSpace(s))
+		}
+		return 0, fmt.Errorf("%s is %T; want seconds or a duration like 90s", name, val)
+	}
+	return d, nil
 }
 
 // FetchBool returns name's value as a bool; strings such as "true", "1",

@@ -253,3 +253,26 @@ func TestAddSecretValue(t *testing.T) {
 		t.Error("LooksSecret is wrong")
 	}
 }
+
+// Durations are seconds (numbers, or strings of them as overrides come)
+// or Go duration strings, read the same way by every recipe.
+func TestFetchDuration(t *testing.T) {
+	v := NewVars()
+	for name, val := range map[string]any{"int": 3, "float": 0.5, "str": " 2 ", "go": "1m30s", "empty": "", "unset": nil, "bad": "soon", "list": []any{1}} {
+		v.Set(name, val, Position{})
+	}
+	for name, want := range map[string]time.Duration{"int": 3 * time.Second, "float": 500 * time.Millisecond, "str": 2 * time.Second, "go": 90 * time.Second, "empty": 0, "unset": 0} {
+		if d, err := v.FetchDuration(name); err != nil || d != want {
+			t.Errorf("%s: %v, %v; want %v", name, d, err, want)
+		}
+	}
+	if _, err := v.FetchDuration("bad"); err == nil || err.Error() != `bad "soon": want seconds or a duration like 90s` {
+		t.Errorf("bad: %v", err)
+	}
+	if _, err := v.FetchDuration("list"); err == nil || !strings.Contains(err.Error(), "list is []interface {}; want seconds or a duration") {
+		t.Errorf("list: %v", err)
+	}
+	if _, err := Duration("often"); err == nil || !strings.Contains(err.Error(), `"often" is not a duration`) {
+		t.Errorf("Duration(often): %v", err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -180,7 +179,7 @@ func readSettings(v *tasks.Vars, localDir string, needBucket bool) (settings, er
 	if err == nil && s.maxPaths < 1 {
 		add("assets_invalidate_max_paths", fmt.Errorf("assets_invalidate_max_paths is %d; want at least 1", s.maxPaths))
 	}
-	s.wait, err = seconds(v, "assets_invalidation_wait")
+	s.wait, err = v.FetchDuration("assets_invalidation_wait")
 	add("assets_invalidation_wait", err)
 	if err == nil && s.wait < 0 {
 		add("assets_invalidation_wait", fmt.Errorf("assets_invalidation_wait is %s; it cannot be negative", s.wait))
@@ -190,39 +189,6 @@ func readSettings(v *tasks.Vars, localDir string, needBucket bool) (settings, er
 		return s, &VarsError{Problems: problems}
 	}
 	return s, nil
-}
-
-// seconds reads a duration given as seconds (a number, or a string of
-// one) or as a Go duration ("90s", "5m"); unset or "" is 0.
-func seconds(v *tasks.Vars, name string) (time.Duration, error) {
-	val, err := v.Fetch(name)
-	if err != nil {
-		return 0, err
-	}
-	switch x := val.(type) {
-	case nil:
-		return 0, nil
-	case int:
-		return time.Duration(x) * time.Second, nil
-	case int64:
-		return time.Duration(x) * time.Second, nil
-	case float64:
-		return time.Duration(x * float64(time.Second)), nil
-	case string:
-		x = strings.TrimSpace(x)
-		if x == "" {
-			return 0, nil
-		}
-		if f, err := strconv.ParseFloat(x, 64); err == nil {
-			return time.Duration(f * float64(time.Second)), nil
-		}
-		d, err := time.ParseDuration(x)
-		if err != nil {
-			return 0, fmt.Errorf("%s %q: want seconds or a duration like 90s", name, x)
-		}
-		return d, nil
-	}
-	return 0, fmt.Errorf("%s is %T; want seconds or a duration like 90s", name, val)
 }
 
 // cacheRules choose a file's Cache-Control: the longest glob that matches

@@ -26,6 +26,7 @@ import (
 	"github.com/davit-deploy/davit/deploy/output"
 	"github.com/davit-deploy/davit/deploy/output/outputtest"
 	"github.com/davit-deploy/davit/recipes/assets/cloudfronttest"
+	"github.com/davit-deploy/davit/recipes/aws/awstest"
 	"github.com/davit-deploy/davit/tasks"
 	"github.com/davit-deploy/davit/tasks/run"
 )
@@ -188,15 +189,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(srv.Close)
 	// The environment the SDK reads: static credentials, and no file or
 	// instance metadata service that could supply others.
-	home := t.TempDir()
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(home, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(home, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
+	awstest.IsolateSDK(t, "us-east-1", "")
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(t.TempDir(), "cache"))
 	rec := &recorder{next: http.DefaultTransport, partETags: map[string]string{}}
 	opts := func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(srv.URL)

@@ -114,7 +114,7 @@ func (r *Recipe) autoscale(c *tasks.BuiltinCall) (any, error) {
 		bad("queue_url=%q: want an http:// or https:// URL", a.QueueURL)
 	}
 	if c.Has("queue_timeout") {
-		d, err := durationArg(c.Args["queue_timeout"])
+		d, err := tasks.Duration(c.Args["queue_timeout"])
 		if err != nil || d <= 0 {
 			bad("queue_timeout: want a positive duration (\"10s\" or seconds)")
 		}
@@ -180,7 +180,7 @@ func policyFromArgs(name string, args map[string]any, has func(string) bool) (sc
 		if !has(k) {
 			return
 		}
-		d, err := durationArg(args[k])
+		d, err := tasks.Duration(args[k])
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %s", k, err))
 			return
@@ -237,27 +237,6 @@ func otherName(name string) string {
 	return "seed"
 }
 
-// durationArg reads a duration given as seconds (a number) or as a Go
-// duration string ("40m", "1h30m").
-func durationArg(v any) (time.Duration, error) {
-	switch x := v.(type) {
-	case int:
-		return time.Duration(x) * time.Second, nil
-	case float64:
-		return time.Duration(x * float64(time.Second)), nil
-	case string:
-		if secs, err := strconv.ParseFloat(x, 64); err == nil {
-			return time.Duration(secs * float64(time.Second)), nil
-		}
-		d, err := time.ParseDuration(x)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not a duration (want \"5m\", \"90s\" or a number of seconds)", x)
-		}
-		return d, nil
-	}
-	return 0, fmt.Errorf("want a duration (\"5m\" or seconds), not %T", v)
-}
-
 // autoscaleProblems are the mistakes CheckVars finds before anything runs:
 // a watch= that is not a duration, and an autoscaled role with neither a
 // launcher nor an Auto Scaling group.
@@ -289,7 +268,7 @@ func watchVar(v *tasks.Vars) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	d, err := durationArg(val)
+	d, err := tasks.Duration(val)
 	if err != nil {
 		return 0, fmt.Errorf("watch: %w", err)
 	}

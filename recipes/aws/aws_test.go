@@ -28,21 +28,7 @@ import (
 // awsEnv points the SDK's standard chain at srv with static test
 // credentials, and at no shared file or instance role of this machine.
 func awsEnv(t *testing.T, srv *awstest.Server) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY":       "test-secret",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_REGION":                  "eu-west-1",
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_PROFILE":                 "",
-		"AWS_ENDPOINT_URL":            srv.URL,
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	awstest.IsolateSDK(t, "eu-west-1", srv.URL)
 }
 
 // loopbackOnly is the SDK's HTTP client with a dialer that refuses any

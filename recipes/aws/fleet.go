@@ -8,7 +8,6 @@ import (
 	"os/user"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -117,31 +116,17 @@ func (r *Recipe) fleetFor(c *tasks.Context, role string) (*fleet, error) {
 	return f, nil
 }
 
-// secondsVar reads a variable of seconds that must be more than 0.
+// secondsVar reads a duration variable (tasks.Vars.FetchDuration) that
+// must be more than 0.
 func secondsVar(v *tasks.Vars, name string) (time.Duration, error) {
-	val, err := v.Fetch(name)
+	d, err := v.FetchDuration(name)
 	if err != nil {
 		return 0, err
 	}
-	var secs float64
-	switch x := val.(type) {
-	case int:
-		secs = float64(x)
-	case int64:
-		secs = float64(x)
-	case float64:
-		secs = x
-	case string:
-		if secs, err = strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
-			return 0, fmt.Errorf("%s: %q is not a number of seconds", name, x)
-		}
-	default:
-		return 0, fmt.Errorf("%s: want a number of seconds, have %T", name, val)
+	if d <= 0 {
+		return 0, fmt.Errorf("%s is %s; it must be more than 0 seconds", name, d)
 	}
-	if secs <= 0 {
-		return 0, fmt.Errorf("%s: %v seconds; it must be more than 0", name, secs)
-	}
-	return time.Duration(secs * float64(time.Second)), nil
+	return d, nil
 }
 
 // say reports a step of the fleet's work with the time since start.

@@ -31,6 +31,7 @@ import (
 	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/davit-deploy/davit/recipes/aws"
+	"github.com/davit-deploy/davit/recipes/aws/awstest"
 	"github.com/davit-deploy/davit/recipes/aws/kumotest"
 )
 
@@ -44,21 +45,7 @@ type kumo struct {
 func startKumo(t *testing.T) *kumo {
 	t.Helper()
 	endpoint := kumotest.Start(t)
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY":       "test-secret",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_REGION":                  kumotest.Region,
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_PROFILE":                 "",
-		"AWS_ENDPOINT_URL":            endpoint,
-		"AWS_CONFIG_FILE":             dir + "/config",
-		"AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials",
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
+	awstest.IsolateSDK(t, kumotest.Region, endpoint)
 	cfg, err := config.LoadDefaultConfig(context.Background(), loopbackOnly()...)
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func healthConfig(v *tasks.Vars) (healthSettings, error) {
 	if s.expect, err = v.FetchString("health_check_expect"); err != nil {
 		return s, err
 	}
-	if s.timeout, err = seconds(v, "health_check_timeout"); err != nil {
+	if s.timeout, err = v.FetchDuration("health_check_timeout"); err != nil {
 		return s, err
 	}
 	if s.timeout <= 0 {

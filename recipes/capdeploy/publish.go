@@ -3,13 +3,14 @@ package capdeploy
 import (
 	"context"
 	"fmt"
-	"github.com/davit-deploy/davit/deploy"
-	"github.com/davit-deploy/davit/tasks"
 	"math"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/tasks"
 )
 
 // switchStep points current at target atomically (scripts/switch.sh): a
@@ -65,7 +66,7 @@ func (r *Recipe) batches(c *tasks.Context, st *runState) ([][]*deploy.Host, time
 	if err != nil {
 		return nil, 0, err
 	}
-	wait, err := seconds(v, "publish_batch_wait")
+	wait, err := v.FetchDuration("publish_batch_wait")
 	if err != nil {
 		return nil, 0, err
 	}
@@ -108,39 +109,6 @@ func batchSize(spec string, n int) (int, error) {
 		return 0, fmt.Errorf("publish_batch %q: want a host count or a percentage like 25%%", spec)
 	}
 	return k, nil
-}
-
-// seconds reads a duration variable: a number of seconds, or a Go
-// duration string ("90s", "2m").
-func seconds(v *tasks.Vars, name string) (time.Duration, error) {
-	val, err := v.Fetch(name)
-	if err != nil {
-		return 0, err
-	}
-	switch x := val.(type) {
-	case nil:
-		return 0, nil
-	case int:
-		return time.Duration(x) * time.Second, nil
-	case int64:
-		return time.Duration(x) * time.Second, nil
-	case float64:
-		return time.Duration(x * float64(time.Second)), nil
-	case string:
-		x = strings.TrimSpace(x)
-		if x == "" {
-			return 0, nil
-		}
-		if f, err := strconv.ParseFloat(x, 64); err == nil {
-			return time.Duration(f * float64(time.Second)), nil
-		}
-		d, err := time.ParseDuration(x)
-		if err != nil {
-			return 0, fmt.Errorf("%s %q: want seconds or a duration like 90s", name, x)
-		}
-		return d, nil
-	}
-	return 0, fmt.Errorf("%s: want seconds, have %T", name, val)
 }
 
 // publish moves current on every host: all at once, or batch by batch

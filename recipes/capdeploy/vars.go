@@ -82,7 +82,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	add("health_check_url", checkHealthURLs(v))
 	_, err = v.FetchString("health_check_expect")
 	add("health_check_expect", err)
-	if d, err := seconds(v, "health_check_timeout"); err != nil {
+	if d, err := v.FetchDuration("health_check_timeout"); err != nil {
 		add("health_check_timeout", err)
 	} else if d <= 0 {
 		add("health_check_timeout", fmt.Errorf("health_check_timeout is %s; it must be more than 0 seconds", d))
@@ -97,7 +97,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 		_, err := batchSize(spec, 1)
 		add("publish_batch", err)
 	}
-	if d, err := seconds(v, "publish_batch_wait"); err != nil {
+	if d, err := v.FetchDuration("publish_batch_wait"); err != nil {
 		add("publish_batch_wait", err)
 	} else if d < 0 {
 		add("publish_batch_wait", fmt.Errorf("publish_batch_wait is %s; it cannot be negative", d))

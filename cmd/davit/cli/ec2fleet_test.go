@@ -59,20 +59,9 @@ func newEC2Fleet(t *testing.T, settings, stageLines string) *ec2Fleet {
 		byName: map[string]*sshtest.Server{},
 	}
 	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY":       "test-secret",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_REGION":                  "eu-west-1",
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_PROFILE":                 "",
-		"AWS_ENDPOINT_URL":            f.ec2.URL,
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "aws-config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "aws-credentials"),
-		"AWS_EC2_METADATA_DISABLED":   "true",
-		// The SDK talks to the test server only: never through a proxy.
-		"HTTP_PROXY": "", "HTTPS_PROXY": "", "NO_PROXY": "127.0.0.1",
-	} {
+	awstest.IsolateSDK(t, "eu-west-1", f.ec2.URL)
+	// The SDK talks to the test server only: never through a proxy.
+	for k, v := range map[string]string{"HTTP_PROXY": "", "HTTPS_PROXY": "", "NO_PROXY": "127.0.0.1"} {
 		t.Setenv(k, v)
 	}
 	launched := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)

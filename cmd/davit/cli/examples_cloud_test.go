@@ -40,22 +40,12 @@ func exampleCloud(t *testing.T) *awstest.Server {
 	}
 	s3 := httptest.NewServer(gofakes3.New(backend).Server())
 	t.Cleanup(s3.Close)
-	dir := t.TempDir()
+	awstest.IsolateSDK(t, "us-east-1", "")
 	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":                          "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY":                      "test-secret",
-		"AWS_SESSION_TOKEN":                          "",
-		"AWS_REGION":                                 "us-east-1",
-		"AWS_DEFAULT_REGION":                         "",
-		"AWS_PROFILE":                                "",
-		"AWS_ENDPOINT_URL":                           "",
 		"AWS_ENDPOINT_URL_EC2":                       ec2.URL,
 		"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING":    ec2.URL,
 		"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": ec2.URL,
 		"AWS_ENDPOINT_URL_S3":                        s3.URL,
-		"AWS_CONFIG_FILE":                            filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE":                filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED":                  "true",
 		"PAYROLL_SVN_PASSWORD":                       "example-svn-secret",
 	} {
 		t.Setenv(k, v)
