@@ -1,5 +1,10 @@
 package tasks
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Recipe is a reusable set of tasks written in Go (Capistrano's plugin). A
 // Deployfile brings one in with use("NAME"); its tasks then behave exactly
 // like tasks the Deployfile defines: listed by -T, hookable with
@@ -35,4 +40,21 @@ func UseRecipe(rc Recipe, r *Registry, v *Vars) error {
 // what the recipe's own reads accept).
 type VarsChecker interface {
 	CheckVars(v *Vars) error
+}
+
+// VarsError is every problem a recipe's CheckVars found, each naming the
+// variable, where its value was set and what is wrong with it; the run
+// shows them together and exits 2 before any command.
+type VarsError struct {
+	Recipe   string // "deploy", as use() names it
+	Problems []string
+}
+
+func (e *VarsError) Error() string {
+	word := "problems"
+	if len(e.Problems) == 1 {
+		word = "problem"
+	}
+	return fmt.Sprintf("the %s recipe's variables: %d %s (nothing was run):\n  - %s",
+		e.Recipe, len(e.Problems), word, strings.Join(e.Problems, "\n  - "))
 }

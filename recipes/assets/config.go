@@ -48,24 +48,6 @@ var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 // distributionID is the form of a CloudFront distribution's id (E2QWRUHAPOMQZL).
 var distributionID = regexp.MustCompile(`^[A-Z0-9]{1,128}$`)
 
-// VarsError is every problem with the recipe's variables, found before
-// the run's first command (CheckVars) or when assets:sync starts.
-type VarsError struct {
-	// Problems each name the variable, where its value was set and what
-	// is wrong with it.
-	Problems []string
-}
-
-func (e *VarsError) Error() string {
-	n := len(e.Problems)
-	word := "problems"
-	if n == 1 {
-		word = "problem"
-	}
-	return fmt.Sprintf("the assets recipe's variables: %d %s (nothing was sent):\n  - %s",
-		n, word, strings.Join(e.Problems, "\n  - "))
-}
-
 // CheckVars validates every assets_* variable without touching the disk
 // or the network, and reports every problem at once; the run calls it
 // before the first command (tasks.VarsChecker). An empty assets_bucket is
@@ -83,7 +65,7 @@ var _ tasks.VarsChecker = (*Recipe)(nil)
 // readSettings reads and validates the variables; localDir is the
 // Deployfile's directory, which a relative assets_dir is under. With
 // needBucket, an empty assets_bucket is a problem. The error is a
-// *VarsError with every problem.
+// *tasks.VarsError with every problem.
 func readSettings(v *tasks.Vars, localDir string, needBucket bool) (settings, error) {
 	var s settings
 	var problems []string
@@ -186,7 +168,7 @@ func readSettings(v *tasks.Vars, localDir string, needBucket bool) (settings, er
 	}
 
 	if len(problems) > 0 {
-		return s, &VarsError{Problems: problems}
+		return s, &tasks.VarsError{Recipe: "assets", Problems: problems}
 	}
 	return s, nil
 }

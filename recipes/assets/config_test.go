@@ -41,9 +41,9 @@ set("assets_exclude", 3)
 		t.Fatal(err)
 	}
 	err = r.Check(SyncTask)
-	var ve *VarsError
+	var ve *tasks.VarsError
 	if !errors.As(err, &ve) {
-		t.Fatalf("err = %v; want a *VarsError", err)
+		t.Fatalf("err = %v; want a *tasks.VarsError", err)
 	}
 	want := []string{
 		`assets_bucket "Not_A_Bucket" is not an S3 bucket name`,

@@ -151,7 +151,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 		}
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%s", strings.Join(problems, "\n"))
+		return &tasks.VarsError{Recipe: "aws", Problems: problems}
 	}
 	return nil
 }

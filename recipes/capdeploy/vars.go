@@ -10,21 +10,6 @@ import (
 	"github.com/davit-deploy/davit/tasks"
 )
 
-// VarsError is every problem with the recipe's variables, found before the
-// run's first command (CheckVars): a wrong keep_releases would otherwise
-// surface in deploy:cleanup, after the release went live.
-type VarsError struct {
-	// Problems each name the variable, where it was set and what is
-	// wrong with it.
-	Problems []string
-}
-
-func (e *VarsError) Error() string {
-	n := len(e.Problems)
-	return fmt.Sprintf("the deploy recipe's variables: %d %s (nothing was run):\n  - %s",
-		n, plural(n, "problem", "problems"), strings.Join(e.Problems, "\n  - "))
-}
-
 // CheckVars validates every variable the recipe reads (types, ranges,
 // forms, the scm strategy's name and its own variables) without running
 // anything, and reports every problem at once. It accepts exactly what the
@@ -117,7 +102,7 @@ func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	if len(problems) == 0 {
 		return lbErr
 	}
-	return errors.Join(&VarsError{Problems: problems}, lbErr)
+	return errors.Join(&tasks.VarsError{Recipe: "deploy", Problems: problems}, lbErr)
 }
 
 // leadingName is the variable an error of the scm package is about: the

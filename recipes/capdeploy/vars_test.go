@@ -60,9 +60,9 @@ set("publish_batch_wait", "soon")
 set("deploy_to", "relative/path")
 `
 	err := checkRun(t, src, "production", nil, "deploy")
-	var ve *VarsError
+	var ve *tasks.VarsError
 	if !errors.As(err, &ve) {
-		t.Fatalf("Check = %v; want a *VarsError", err)
+		t.Fatalf("Check = %v; want a *tasks.VarsError", err)
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, "10 problems") {
