@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/davit-deploy/davit/deploy/httpwait"
+	"github.com/davit-deploy/davit/recipes/capdeploy"
 )
 
 // cleanupTimeout bounds the clean-up of a failed launch. It runs on a
@@ -130,48 +132,23 @@ func (f *fleet) runInput(name, subnet, revision string, now time.Time) *ec2.RunI
 	return in
 }
 
-// welcomeURL is the role's health_check_url (the deploy recipe's
-// variable: one template for health_check_roles, or a dict by role), ""
-// when the role has none.
+// welcomeURL is the role's template of the deploy recipe's
+// health_check_url (capdeploy.HealthURLs: the same setting the deploy's
+// health check reads), "" when the role has none.
 func (f *fleet) welcomeURL() (string, error) {
-	v := f.c.Executor.Vars
-	if !v.Has("health_check_url") {
+	if !f.c.Executor.Vars.Has("health_check_url") {
 		return "", nil
 	}
-	raw, err := v.Fetch("health_check_url")
+	urls, err := capdeploy.HealthURLs(f.c.Executor.Vars)
 	if err != nil {
 		return "", err
 	}
-	switch x := raw.(type) {
-	case nil:
-		return "", nil
-	case string:
-		if strings.TrimSpace(x) == "" {
-			return "", nil
+	for _, u := range urls {
+		if slices.Contains(u.Roles, f.l.Role) || slices.Contains(u.Roles, "all") {
+			return u.Template, nil
 		}
-		roles := []string{"all"}
-		if v.Has("health_check_roles") {
-			if roles, err = v.FetchStrings("health_check_roles"); err != nil {
-				return "", err
-			}
-		}
-		for _, r := range roles {
-			if r == "all" || r == f.l.Role {
-				return x, nil
-			}
-		}
-		return "", nil
-	case map[string]any:
-		if t, ok := x[f.l.Role]; ok {
-			s, ok := t.(string)
-			if !ok {
-				return "", fmt.Errorf("health_check_url[%q]: want a URL template string, have %T", f.l.Role, t)
-			}
-			return s, nil
-		}
-		return "", nil
 	}
-	return "", fmt.Errorf("health_check_url: want a URL template or a dict from role to template, have %T", raw)
+	return "", nil
 }
 
 func (f *fleet) expect() (string, error) {

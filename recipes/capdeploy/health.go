@@ -24,23 +24,12 @@ type healthSettings struct {
 	rollback bool
 }
 
-// placeholder matches one {key} of a health_check_url template.
-var placeholder = httpwait.Placeholder
-
-// expandURL fills a URL template for host h (httpwait.ExpandURL: {host},
-// {name}, {user} and the host's properties).
-func expandURL(tmpl string, h *deploy.Host) (string, error) { return httpwait.ExpandURL(tmpl, h) }
-
 // healthTargets lists what deploy:health_check will fetch for the hosts
 // the executor sees: health_check_url is one template for the hosts with
 // health_check_roles, or a dict from role to template. Nil when the check
 // is off. Bad templates fail here, before a deploy touches any host.
 func (r *Recipe) healthTargets(c *tasks.Context, st *runState) ([]healthTarget, error) {
 	v := c.Executor.Vars
-	raw, err := v.Fetch("health_check_url")
-	if err != nil {
-		return nil, err
-	}
 	deployHosts := c.Executor.Filter.Apply(st.hosts)
 	var out []healthTarget
 	add := func(tmpl string, hosts []*deploy.Host) error {
@@ -48,13 +37,42 @@ func (r *Recipe) healthTargets(c *tasks.Context, st *runState) ([]healthTarget, 
 			if !slices.ContainsFunc(deployHosts, func(d *deploy.Host) bool { return d.Key() == h.Key() }) {
 				continue
 			}
-			u, err := expandURL(tmpl, h)
+			u, err := httpwait.ExpandURL(tmpl, h)
 			if err != nil {
 				return err
 			}
 			out = append(out, healthTarget{host: h, url: u})
 		}
 		return nil
+	}
+	urls, err := HealthURLs(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range urls {
+		if err := add(u.Template, deploy.WithRoles(st.hosts, u.Roles...)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// RoleURL is one health check URL template and the roles whose hosts it
+// is for ("all": every host).
+type RoleURL struct {
+	Roles    []string
+	Template string
+}
+
+// HealthURLs reads health_check_url as the deploy recipe does: one
+// template for the hosts with health_check_roles (default all), or a dict
+// from role to template, in role order; nil when the check is off. The
+// launcher of the aws recipe waits for a new instance's page with the
+// same setting.
+func HealthURLs(v *tasks.Vars) ([]RoleURL, error) {
+	raw, err := v.Fetch("health_check_url")
+	if err != nil {
+		return nil, err
 	}
 	switch x := raw.(type) {
 	case nil:
@@ -63,30 +81,30 @@ func (r *Recipe) healthTargets(c *tasks.Context, st *runState) ([]healthTarget, 
 		if strings.TrimSpace(x) == "" {
 			return nil, nil
 		}
-		roles, err := v.FetchStrings("health_check_roles")
-		if err != nil {
-			return nil, err
+		// Unset (a Deployfile that sets health_check_url for the
+		// launcher without use("deploy")) means every role.
+		var roles []string
+		if v.Has("health_check_roles") {
+			if roles, err = v.FetchStrings("health_check_roles"); err != nil {
+				return nil, err
+			}
 		}
 		if len(roles) == 0 {
 			roles = []string{"all"}
 		}
-		if err := add(x, deploy.WithRoles(st.hosts, roles...)); err != nil {
-			return nil, err
-		}
+		return []RoleURL{{Roles: roles, Template: x}}, nil
 	case map[string]any:
+		var out []RoleURL
 		for _, role := range sortedKeys(x) {
 			tmpl, ok := x[role].(string)
 			if !ok {
 				return nil, fmt.Errorf("health_check_url[%q]: want a URL template string, have %T", role, x[role])
 			}
-			if err := add(tmpl, deploy.WithRoles(st.hosts, role)); err != nil {
-				return nil, err
-			}
+			out = append(out, RoleURL{Roles: []string{role}, Template: tmpl})
 		}
-	default:
-		return nil, fmt.Errorf("health_check_url: want a URL template or a dict from role to template, have %T", raw)
+		return out, nil
 	}
-	return out, nil
+	return nil, fmt.Errorf("health_check_url: want a URL template or a dict from role to template, have %T", raw)
 }
 
 func healthConfig(v *tasks.Vars) (healthSettings, error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/httpwait"
 	"github.com/davit-deploy/davit/tasks"
 )
 
@@ -189,11 +190,11 @@ func TestBatches(t *testing.T) {
 
 func TestExpandURL(t *testing.T) {
 	h := &deploy.Host{Name: "web1", Address: "127.0.0.9", User: "deploy", Props: map[string]any{"http_port": 8080}}
-	got, err := expandURL("http://{host}:{http_port}/health?n={name}&u={user}", h)
+	got, err := httpwait.ExpandURL("http://{host}:{http_port}/health?n={name}&u={user}", h)
 	if err != nil || got != "http://127.0.0.9:8080/health?n=web1&u=deploy" {
 		t.Errorf("got %q, %v", got, err)
 	}
-	if _, err := expandURL("http://{host}:{port}/", h); err == nil || !strings.Contains(err.Error(), "{port}") {
+	if _, err := httpwait.ExpandURL("http://{host}:{port}/", h); err == nil || !strings.Contains(err.Error(), "{port}") {
 		t.Errorf("unknown placeholder: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/davit-deploy/davit/deploy/httpwait"
 	"github.com/davit-deploy/davit/recipes/scm"
 	"github.com/davit-deploy/davit/tasks"
 )
@@ -173,9 +174,9 @@ func checkHealthURLs(v *tasks.Vars) error {
 }
 
 // checkHealthURL checks one template's form; which placeholders a host
-// can fill is known only once the hosts are (expandURL).
+// can fill is known only once the hosts are (httpwait.ExpandURL).
 func checkHealthURL(tmpl string) error {
-	filled := placeholder.ReplaceAllString(tmpl, "1") // a host name and a port alike
+	filled := httpwait.Placeholder.ReplaceAllString(tmpl, "1") // a host name and a port alike
 	u, err := url.Parse(filled)
 	switch {
 	case err != nil:
