@@ -833,7 +833,7 @@ func (s *Server) Freeze() {
 	// CPU stops a moment later. Return once all of them have (bounded),
 	// so the caller really holds a frozen host.
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if !slices.ContainsFunc(s.paused, func(p int) bool { f := procStat(p); return len(f) > 0 && f[0] != "T" && f[0] != "t" && f[0] != "Z" }) {
+		if !slices.ContainsFunc(s.paused, runs) {
 			break
 		}
 	}
@@ -880,6 +880,14 @@ func descendants(pid int) []int {
 		out = append(out, children[out[i]]...)
 	}
 	return out
+}
+
+// runs reports whether pid is a live process that is not stopped. A
+// zombie (Z) runs nothing: it is a child that exited just as its parent
+// was stopped, before the parent could reap it.
+func runs(pid int) bool {
+	f := procStat(pid)
+	return len(f) > 0 && f[0] != "T" && f[0] != "t" && f[0] != "Z" && f[0] != "X"
 }
 
 // procStat returns the fields of /proc/PID/stat after the command name
