@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +83,36 @@ func mustExcluder(t *testing.T) *scm.Excluder {
 		t.Fatal(err)
 	}
 	return ex
+}
+
+// The cache file reads back what was written, for its own directory
+// only; a damaged file (cut short anywhere, or a byte changed) is an
+// empty cache, never a panic or a made-up entry.
+func TestHashCacheFileFormat(t *testing.T) {
+	entries := []cacheEntry{
+		{rel: "a.css", id: fileID{Size: 12, Mtime: 1, Ctime: -2, Dev: 3, Ino: 1 << 40}, md5: "0123456789abcdef0123456789abcdef", partSize: 8 << 20},
+		{rel: "big/video.mp4", id: fileID{Size: 20 << 20}, md5: "fedcba9876543210fedcba9876543210", parts: "00112233445566778899aabbccddeeff-3", partSize: 8 << 20},
+	}
+	data := encodeCache("/srv/public", entries)
+	got, ok := decodeCache(data, "/srv/public")
+	if !ok || !slices.Equal(got, entries) {
+		t.Fatalf("round trip: %v %+v", ok, got)
+	}
+	if _, ok := decodeCache(data, "/srv/other"); ok {
+		t.Error("the cache of another directory was read")
+	}
+	for n := range len(data) {
+		if got, ok := decodeCache(data[:n], "/srv/public"); ok {
+			t.Errorf("cut at %d bytes: read %+v", n, got)
+		}
+	}
+	for i := range data {
+		damaged := slices.Clone(data)
+		damaged[i] ^= 0x80
+		// Whatever it reads (a changed number is not detectable), it
+		// reads without panicking, and in rel order.
+		if got, ok := decodeCache(damaged, "/srv/public"); ok && !slices.IsSortedFunc(got, func(a, b cacheEntry) int { return strings.Compare(a.rel, b.rel) }) {
+			t.Errorf("byte %d changed: unsorted entries %+v", i, got)
+		}
+	}
 }

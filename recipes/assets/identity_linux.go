@@ -1,22 +1,15 @@
 package assets
 
-import (
-	"os"
-	"syscall"
-)
+import "golang.org/x/sys/unix"
 
 // identityOf is what says a file is the one hashed before: its size, its
 // modification and change times, its device and inode. The change time
 // moves on every write and cannot be set back, unlike the modification
 // time (tar, rsync -t and cp -p restore that).
-func identityOf(info os.FileInfo) (fileID, bool) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fileID{}, false
-	}
+func identityOf(st *unix.Stat_t) (fileID, bool) {
 	return fileID{
-		Size:  info.Size(),
-		Mtime: info.ModTime().UnixNano(),
+		Size:  st.Size,
+		Mtime: st.Mtim.Nano(),
 		Ctime: st.Ctim.Nano(),
 		Dev:   uint64(st.Dev),
 		Ino:   st.Ino,
