@@ -144,6 +144,27 @@ func RedactString(s string, secrets []string) string {
 	return newSecretSet(secrets).redact(s)
 }
 
+// RedactedError is an error whose text went through the redactor: what
+// davit prints of an error may quote a command, its stderr or a value.
+// errors.Is and errors.As still see the original chain, so the exit
+// code is decided as before.
+type RedactedError struct {
+	Msg string // redacted
+	Err error
+}
+
+func (e *RedactedError) Error() string { return e.Msg }
+func (e *RedactedError) Unwrap() error { return e.Err }
+
+// RedactError hides every occurrence of each secret in err's text; nil
+// stays nil.
+func RedactError(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	return &RedactedError{Msg: RedactString(err.Error(), secrets), Err: err}
+}
+
 // redactServer hides secrets in a host description's strings, on a copy:
 // the event's Server may be shared with other sinks.
 func (set *secretSet) redactServer(s *Server) *Server {

@@ -19,8 +19,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
-	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/aws/smithy-go/logging"
 
+	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/recipes/internal/sdklog"
 	"github.com/davit-deploy/davit/tasks"
 )
 
@@ -54,7 +56,7 @@ func (r *Recipe) sync(c *tasks.Context) error {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
 	where := "s3://" + s.bucket + "/" + s.prefix
-	cfg, err := r.awsConfig(c.Ctx())
+	cfg, err := r.awsConfig(c.Ctx(), sdklog.To(c.Warn))
 	if err != nil {
 		return fmt.Errorf("%s: %w", SyncTask, err)
 	}
@@ -159,9 +161,9 @@ func (r *Recipe) sync(c *tasks.Context) error {
 
 // awsConfig loads the configuration from the environment (as the AWS CLI
 // does) and fails early, naming the problem, when there are no
-// credentials.
-func (r *Recipe) awsConfig(ctx context.Context) (aws.Config, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+// credentials. The SDK's messages go to logger (see package sdklog).
+func (r *Recipe) awsConfig(ctx context.Context, logger logging.Logger) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithLogger(logger))
 	if err != nil {
 		return cfg, fmt.Errorf("AWS configuration: %w", err)
 	}
@@ -291,12 +293,9 @@ func isMD5(etag string) bool {
 // are decided from the listing alone.
 func makePlan(ctx context.Context, client *s3.Client, s settings, files []localFile, remote map[string]remoteObject) (plan, error) {
 	p := plan{reasons: map[string]string{}, listed: len(remote)}
-	local := make(map[string]bool, len(files))
 	var ask []int // files whose object needs a HEAD
 	for i, f := range files {
-		key := s.prefix + f.rel
-		local[key] = true
-		o, ok := remote[key]
+		o, ok := remote[s.prefix+f.rel]
 		switch {
 		case !ok:
 			p.reasons[f.rel] = reasonNew
@@ -345,6 +344,10 @@ func makePlan(ctx context.Context, client *s3.Client, s settings, files []localF
 	}
 	sort.Slice(p.upload, func(i, j int) bool { return p.upload[i].rel < p.upload[j].rel })
 	if s.delete {
+		local := make(map[string]bool, len(files))
+		for _, f := range files {
+			local[s.prefix+f.rel] = true
+		}
 		for key := range remote {
 			if !local[key] {
 				p.delete = append(p.delete, key)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -532,6 +533,31 @@ func TestSyncErrorsNameTheProblem(t *testing.T) {
 		}
 		if len(reqs) != 0 {
 			t.Errorf("sent %v without credentials", reqs)
+		}
+	})
+
+	// The SDK's own warnings (here: the instance metadata service refuses
+	// a token, so the credential chain falls back to IMDSv1) reach the
+	// task's output, through the redactor, instead of the SDK's stderr.
+	t.Run("the SDK's warnings", func(t *testing.T) {
+		imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				http.Error(w, "forbidden", http.StatusForbidden)
+				return
+			}
+			http.NotFound(w, r)
+		}))
+		defer imds.Close()
+		t.Setenv("AWS_ACCESS_KEY_ID", "")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+		t.Setenv("AWS_EC2_METADATA_DISABLED", "")
+		t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
+		_, msgs, err := f.sync("", false)
+		if err == nil || !strings.Contains(err.Error(), "no AWS credentials") {
+			t.Fatalf("err = %v", err)
+		}
+		if !slices.ContainsFunc(msgs, func(m string) bool { return strings.Contains(m, "AWS SDK warn: falling back to IMDSv1") }) {
+			t.Errorf("the SDK's warning is not in the task's output: %q", msgs)
 		}
 	})
 }

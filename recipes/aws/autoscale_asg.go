@@ -10,6 +10,7 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"github.com/davit-deploy/davit/recipes/internal/sdklog"
 	"github.com/davit-deploy/davit/recipes/scaling"
 	"github.com/davit-deploy/davit/tasks"
 )
@@ -29,7 +30,7 @@ func (r *Recipe) decideASG(c *tasks.Context, a *Autoscaler, history []scaling.Sa
 			}
 		}
 	}
-	cfg, err := loadConfig(ctx, region, r.loadOptions)
+	cfg, err := loadConfig(ctx, region, sdklog.To(c.Warn), r.loadOptions)
 	if err != nil {
 		return fmt.Errorf("autoscale %s: %w", a.Role, err)
 	}

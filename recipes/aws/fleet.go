@@ -19,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/recipes/internal/sdklog"
 	"github.com/davit-deploy/davit/tasks"
 )
 
@@ -105,7 +106,7 @@ func (r *Recipe) fleetFor(c *tasks.Context, role string) (*fleet, error) {
 	if f.tryTimeout, err = secondsVar(v, "launch_try_timeout"); err != nil {
 		return nil, err
 	}
-	cfg, err := loadConfig(c.Ctx(), src.Region, src.LoadOptions)
+	cfg, err := loadConfig(c.Ctx(), src.Region, sdklog.To(c.Warn), src.LoadOptions)
 	if err != nil {
 		return nil, fmt.Errorf("role %s: %w", role, err)
 	}

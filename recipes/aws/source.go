@@ -16,8 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/recipes/internal/sdklog"
 )
 
 // SourceName is the Host.Source of every host an ec2_servers source finds.
@@ -129,8 +131,12 @@ func (s *Source) filtersFor(states []string, extra ...types.Filter) []types.Filt
 
 // Hosts asks EC2 for the instances, following every page, and makes each
 // one a host.
-func (s *Source) Hosts(ctx context.Context) ([]*deploy.Host, error) {
-	cfg, err := loadConfig(ctx, s.Region, s.LoadOptions)
+func (s *Source) Hosts(ctx context.Context) (_ []*deploy.Host, err error) {
+	// A source has no output of its own: what the SDK says goes into the
+	// error, if there is one.
+	said := &sdklog.Collector{}
+	defer func() { err = said.Explain(err) }()
+	cfg, err := loadConfig(ctx, s.Region, said, s.LoadOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -170,9 +176,10 @@ func (s *Source) Hosts(ctx context.Context) ([]*deploy.Host, error) {
 
 // loadConfig loads the SDK's configuration the standard way (environment,
 // profiles, AWS_ENDPOINT_URL), with region (if any) and then extra, and
-// checks that it has a plausible region and credentials.
-func loadConfig(ctx context.Context, region string, extra []func(*config.LoadOptions) error) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{}
+// checks that it has a plausible region and credentials. The SDK's
+// messages go to logger (see package sdklog).
+func loadConfig(ctx context.Context, region string, logger logging.Logger, extra []func(*config.LoadOptions) error) (aws.Config, error) {
+	opts := []func(*config.LoadOptions) error{config.WithLogger(logger)}
 	if region != "" {
 		opts = append(opts, config.WithRegion(region))
 	}

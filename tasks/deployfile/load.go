@@ -163,11 +163,13 @@ func Load(ctx context.Context, path string, opts Options) (*Project, error) {
 	if p.predeclared, err = p.builtins(); err != nil {
 		return nil, err
 	}
+	// A load error may quote a value (fail() with a fetched password, a
+	// type error naming it): the secrets set so far are hidden in it.
 	if _, err := p.execModule(ctx, moduleRef{path: p.path}); err != nil {
-		return nil, err
+		return nil, output.RedactError(err, p.vars.SecretValues())
 	}
 	if err := p.finishRemote(); err != nil {
-		return nil, err
+		return nil, output.RedactError(err, p.vars.SecretValues())
 	}
 	p.freezeRecorded()
 	return p, nil

@@ -184,7 +184,8 @@ func runTasks(c *urfave.Context, s *session, stdin *os.File, stdout, stderr io.W
 		return usageError(err)
 	}
 	if err := r.Check(inv.tasks...); err != nil {
-		return usageError(err)
+		// A variable's check may quote its value.
+		return usageError(redacted(r, err))
 	}
 	s.started(inv.stage, r)
 	if err := r.Execute(ctx, inv.tasks...); err != nil {
@@ -192,11 +193,7 @@ func runTasks(c *urfave.Context, s *session, stdin *os.File, stdout, stderr io.W
 		if errors.As(err, &ue) {
 			return usageError(redacted(r, err))
 		}
-		msg := err.Error()
-		if ctx.Err() != nil {
-			msg = interruptedMessage(err)
-		}
-		return taskError(&redactedError{msg: r.Redact(msg) + "\n(see " + r.ShownLogPath() + " for every command and its output)", err: err})
+		return taskFailure(ctx, r, err)
 	}
 	return nil
 }
@@ -271,21 +268,20 @@ func checkFlags(c *urfave.Context) error {
 	return nil
 }
 
-// redactedError is an error whose text went through the run's secret
-// redactor; errors.Is and errors.As still see the original chain, so the
-// exit code is decided as before.
-type redactedError struct {
-	msg string
-	err error
+// taskFailure is the closing error of a run whose tasks failed or were
+// interrupted: redacted, and saying where the whole story is.
+func taskFailure(ctx context.Context, r *run.Run, err error) error {
+	msg := err.Error()
+	if ctx.Err() != nil {
+		msg = interruptedMessage(err)
+	}
+	return taskError(&output.RedactedError{Msg: r.Redact(msg) + "\n(see " + r.ShownLogPath() + " for every command and its output)", Err: err})
 }
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
 
 // redacted hides the run's secrets in err's text: a task's error quotes
 // the command that failed and its stderr, which may carry them.
 func redacted(r *run.Run, err error) error {
-	return &redactedError{msg: r.Redact(err.Error()), err: err}
+	return &output.RedactedError{Msg: r.Redact(err.Error()), Err: err}
 }
 
 // terminalFormat builds the chosen output format on stdout.

@@ -92,11 +92,7 @@ func selfDeploy(c *urfave.Context, s *session, stdout io.Writer) error {
 	if r == nil {
 		return taskError(err)
 	}
-	msg := err.Error()
-	if c.Context.Err() != nil {
-		msg = interruptedMessage(err)
-	}
-	return taskError(&redactedError{msg: r.Redact(msg) + "\n(see " + r.ShownLogPath() + " for every command and its output)", err: err})
+	return taskFailure(c.Context, r, err)
 }
 
 // installSelfDeploy writes the systemd unit that runs this same command
