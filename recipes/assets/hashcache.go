@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,12 +63,31 @@ func openHashCache(dir string) *hashCache {
 	}
 	sum := sha256.Sum256([]byte(dir))
 	c.path = filepath.Join(base, "davit", "assets", hex.EncodeToString(sum[:12])+".cache")
-	if data, err := os.ReadFile(c.path); err == nil {
+	if data, err := readString(c.path); err == nil {
 		if entries, ok := decodeCache(data, dir); ok {
 			c.old, c.hit = entries, make([]bool, len(entries))
 		}
 	}
 	return c
+}
+
+// readString reads a whole file into a string, the one copy the entries'
+// strings then share. (os.ReadFile and a conversion would be two; on a
+// VM where fresh memory is dear, the second cost as much as the decoding.)
+func readString(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	if info, err := f.Stat(); err == nil {
+		b.Grow(int(info.Size()))
+	}
+	if _, err := io.Copy(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // lookup returns f's sums if it is unchanged since they were kept, for
@@ -160,13 +180,12 @@ func encodeCache(dir string, entries []cacheEntry) []byte {
 
 // decodeCache reads what encodeCache wrote for dir; ok is false for
 // anything else (another format, another directory, a damaged file).
-// The entries' strings share one copy of data.
-func decodeCache(data []byte, dir string) (entries []cacheEntry, ok bool) {
-	d := cacheDecoder{b: data, s: string(data)}
-	if !strings.HasPrefix(d.s, cacheMagic) {
+// The entries' strings are substrings of data.
+func decodeCache(data, dir string) (entries []cacheEntry, ok bool) {
+	if !strings.HasPrefix(data, cacheMagic) {
 		return nil, false
 	}
-	d.at = len(cacheMagic)
+	d := cacheDecoder{s: data, at: len(cacheMagic)}
 	if d.str() != dir {
 		return nil, false
 	}
@@ -193,14 +212,19 @@ func decodeCache(data []byte, dir string) (entries []cacheEntry, ok bool) {
 // cacheDecoder reads the cache file's fields in turn; bad is set by the
 // first that is cut short.
 type cacheDecoder struct {
-	b   []byte
-	s   string // b, once as a string, for the entries to share
+	s   string
 	at  int
 	bad bool
 }
 
+// next is what is left to read, as far as a varint can reach; the
+// conversion of so few bytes stays on the stack.
+func (d *cacheDecoder) next() []byte {
+	return []byte(d.s[d.at:min(d.at+binary.MaxVarintLen64, len(d.s))])
+}
+
 func (d *cacheDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b[d.at:])
+	v, n := binary.Uvarint(d.next())
 	if n <= 0 {
 		d.bad = true
 		return 0
@@ -210,7 +234,7 @@ func (d *cacheDecoder) uvarint() uint64 {
 }
 
 func (d *cacheDecoder) varint() int64 {
-	v, n := binary.Varint(d.b[d.at:])
+	v, n := binary.Varint(d.next())
 	if n <= 0 {
 		d.bad = true
 		return 0
@@ -221,7 +245,7 @@ func (d *cacheDecoder) varint() int64 {
 
 func (d *cacheDecoder) str() string {
 	n := d.uvarint()
-	if d.bad || n > uint64(len(d.b)-d.at) {
+	if d.bad || n > uint64(len(d.s)-d.at) {
 		d.bad = true
 		return ""
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -73,7 +76,7 @@ func (r *Recipe) sync(c *tasks.Context) error {
 	)
 	go func() {
 		defer close(listed)
-		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix, s.parallel)
+		remote, listErr = listRemote(listCtx, client, s.bucket, s.prefix, topDirs(s.dir), s.parallel)
 	}()
 	defer func() { stopListing(); <-listed }()
 	cacheLoaded := make(chan *hashCache, 1)
@@ -199,13 +202,19 @@ func (r *Recipe) s3Client(cfg aws.Config, s settings) *s3.Client {
 	return s3.NewFromConfig(cfg, opts...)
 }
 
-// listRemote lists the objects under prefix: one listing with a "/"
-// delimiter gives the objects directly under it and its "directories"
-// (assets/, packs/, images/), whose listings are then paged parallel at a
-// time. Every key lies in exactly one of them. A bucket's pages come one
-// after another (each names where the next starts), so a tree of many
-// directories is listed in the time of its largest rather than of all.
-func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string, parallel int) (map[string]remoteObject, error) {
+// listRemote lists the objects under prefix. A bucket's pages come one
+// after another (each names where the next starts), so one listing of
+// 10,000 keys is ten round trips in a row; listRemote splits it by
+// "directory" and pages the parts parallel at a time, so a tree is listed
+// in about the time of its largest directory. The parts are the listing
+// of prefix with a "/" delimiter (the objects directly under it, and its
+// directories) and, started at the same time rather than after it, one
+// listing per directory in guesses (assets_dir's own top-level
+// directories, which the bucket usually mirrors). A directory the
+// delimited listing finds that was not guessed (one that only the bucket
+// has) is listed once that listing is done. Every key lies in exactly one
+// part.
+func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string, guesses []string, parallel int) (map[string]remoteObject, error) {
 	var mu sync.Mutex
 	out := map[string]remoteObject{}
 	add := func(objs []types.Object) {
@@ -218,23 +227,63 @@ func listRemote(ctx context.Context, client *s3.Client, bucket, prefix string, p
 			}
 		}
 	}
-	var dirs []string
-	err := listPages(ctx, client, bucket, prefix, "/", func(page *s3.ListObjectsV2Output) {
-		add(page.Contents)
-		for _, cp := range page.CommonPrefixes {
-			dirs = append(dirs, aws.ToString(cp.Prefix))
+	listed := map[string]bool{}
+	var dirs []string // prefix's directories, as prefixes
+	for _, g := range guesses {
+		if d := prefix + g + "/"; !listed[d] {
+			listed[d] = true
+			dirs = append(dirs, d)
 		}
+	}
+	var found []string // the delimited listing's directories
+	err := forEach(ctx, 1+len(dirs), parallel, func(ctx context.Context, i int) error {
+		if i == 0 {
+			return listPages(ctx, client, bucket, prefix, "/", func(page *s3.ListObjectsV2Output) {
+				add(page.Contents)
+				for _, cp := range page.CommonPrefixes {
+					found = append(found, aws.ToString(cp.Prefix))
+				}
+			})
+		}
+		return listPages(ctx, client, bucket, dirs[i-1], "", func(page *s3.ListObjectsV2Output) { add(page.Contents) })
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = forEach(ctx, len(dirs), parallel, func(ctx context.Context, i int) error {
-		return listPages(ctx, client, bucket, dirs[i], "", func(page *s3.ListObjectsV2Output) { add(page.Contents) })
+	var rest []string
+	for _, d := range found {
+		if !listed[d] {
+			rest = append(rest, d)
+		}
+	}
+	err = forEach(ctx, len(rest), parallel, func(ctx context.Context, i int) error {
+		return listPages(ctx, client, bucket, rest[i], "", func(page *s3.ListObjectsV2Output) { add(page.Contents) })
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// topDirs names the directories directly in dir (following symlinks), as
+// listRemote's guesses; a directory it cannot read gives none (the walk
+// reports why).
+func topDirs(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		} else if e.Type()&fs.ModeSymlink != 0 {
+			if info, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && info.IsDir() {
+				out = append(out, e.Name())
+			}
+		}
+	}
+	return out
 }
 
 // listPages calls fn with each page of the listing of prefix.

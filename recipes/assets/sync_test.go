@@ -610,11 +610,20 @@ func TestListRemoteFindsEveryKey(t *testing.T) {
 		}
 	}
 	client := s3.New(s3.Options{Region: "us-east-1", Credentials: aws.AnonymousCredentials{}}, f.opts)
-	for prefix, want := range map[string]string{
-		"static/": "static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/",
-		"":        "other/c.txt,static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/,staticfile",
+	// Guessed directories (the local tree's) that the bucket has, that it
+	// lacks, and none: each way, every key once.
+	for _, c := range []struct {
+		prefix  string
+		guesses []string
+		want    string
+	}{
+		{"static/", nil, "static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/"},
+		{"static/", []string{"d", "missing", "d"}, "static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/"},
+		{"", nil, "other/c.txt,static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/,staticfile"},
+		{"", []string{"static", "other", "new"}, "other/c.txt,static/a.txt,static/d/b.txt,static/d/e/f/g.txt,static/x//y.txt,static/z/,staticfile"},
 	} {
-		got, err := listRemote(context.Background(), client, testBucket, prefix, 3)
+		prefix, want := c.prefix, c.want
+		got, err := listRemote(context.Background(), client, testBucket, prefix, c.guesses, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -627,7 +636,7 @@ func TestListRemoteFindsEveryKey(t *testing.T) {
 		}
 		sort.Strings(names)
 		if strings.Join(names, ",") != want {
-			t.Errorf("prefix %q: listed %v, want %s", prefix, names, want)
+			t.Errorf("prefix %q, guesses %q: listed %v, want %s", prefix, c.guesses, names, want)
 		}
 	}
 }
