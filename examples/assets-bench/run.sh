@@ -31,7 +31,8 @@ for tool in "$AWS" s3cmd rclone python3 /usr/bin/time; do
 done
 
 echo "building davit and the helper ..." >&2
-(cd "$root" && go build -o "$work/bin/davit" ./cmd/davit && go build -o "$work/bin/benchtool" ./examples/assets-bench/benchtool)
+# Both static, as davit ships (no dynamic loader at start-up).
+(cd "$root" && export CGO_ENABLED=0 && go build -o "$work/bin/davit" ./cmd/davit && go build -o "$work/bin/benchtool" ./examples/assets-bench/benchtool)
 bt=$work/bin/benchtool
 
 if [ ! -d "$work/public" ]; then
@@ -150,7 +151,7 @@ def med(phase, tool, key):
     return statistics.median(float(r[key]) for r in rows if r["phase"] == phase and r["tool"] == tool)
 def reqs(phase, tool):
     return int(statistics.median(int(r["requests"]) for r in rows if r["phase"] == phase and r["tool"] == tool))
-reps = sum(1 for r in rows if r["phase"] == "listing")
+reps = sum(1 for r in rows if r["phase"] == "first" and r["tool"] == "davit")
 listing = med("listing", "list", "wall")
 print("| phase | tool | wall (s) | requests | client CPU (s) | wall / davit's |")
 print("|---|---|---:|---:|---:|---:|")
@@ -169,7 +170,13 @@ pairs = sum(1 for r in rows if r["phase"] == "pair")
 print(f"| listing alone | SDK ListObjectsV2, paged | {listing:.2f} | {reqs('listing', 'list')} | {med('listing', 'list', 'cpu'):.2f} | |")
 print(f"| no-change, paired with the listing | davit assets:sync | {pair:.2f} | {reqs('pair', 'davit')} | {med('pair', 'davit', 'cpu'):.2f} | |")
 print()
-print(f"Medians of {reps} repetitions ({pairs} runs of each of the last two rows, a listing and a no-change sync back to back).")
+print(f"Medians of {reps} repetitions; the last two rows of {pairs} pairs, a listing and a no-change sync back to back.")
+by_rep = []
+pair_rows = [r for r in rows if r["phase"] in ("listing", "pair")]
+for i in range(0, len(pair_rows) - 1, 2):
+    by_rep.append(float(pair_rows[i + 1]["wall"]) / float(pair_rows[i]["wall"]))
+per = max(1, pairs // max(reps, 1))
+print("Pair ratios by repetition (median):", ", ".join(f"{statistics.median(by_rep[k:k + per]):.2f}x" for k in range(0, len(by_rep), per)))
 print()
 print(f"davit's no-change sync / listing alone: {pair / listing:.2f}x, from the pairs (target: within 1.5x)")
 print("davit ahead of every tool in every phase:", "yes" if ok else "NO")
