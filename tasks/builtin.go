@@ -133,7 +133,7 @@ func (b *Builtin) Validate() error {
 		case seen[p.Name]:
 			return fmt.Errorf("builtin %s: parameter %s is declared twice", b.Name, p.Name)
 		case p.Kind != "" && !slices.Contains(kinds, p.Kind):
-			return fmt.Errorf("builtin %s: parameter %s: unknown kind %q%s", b.Name, p.Name, p.Kind, didYouMean(string(p.Kind), kindNames()))
+			return fmt.Errorf("builtin %s: parameter %s: unknown kind %q%s", b.Name, p.Name, p.Kind, DidYouMean(string(p.Kind), kindNames()))
 		case optional && !p.Optional:
 			return fmt.Errorf("builtin %s: required parameter %s follows an optional one", b.Name, p.Name)
 		}

@@ -54,8 +54,8 @@ func (r *Registry) CheckHookNames() error {
 }
 
 func suggestion(name string, names []string) string {
-	if s := Suggest(name, names); s != "" {
-		return " (did you mean " + s + "?)"
+	if s := DidYouMean(name, names); s != "" {
+		return s
 	}
 	if i := strings.LastIndex(name, ":"); i > 0 {
 		// A step of a namespace that has others: list them.

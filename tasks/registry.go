@@ -48,6 +48,12 @@ type Task struct {
 	// task runs on its own. Run must still do the task's work alone; it is
 	// what runs when the task is invoked by itself.
 	Combine Combiner
+	// Check, if set, looks at the variables the task will read (its
+	// arguments on the command line, such as role=) before anything runs:
+	// run.Run.Check calls it for every task named on the command line,
+	// with the others' problems, and the run stops there with exit 2. It
+	// reads variables only; it must not call out.
+	Check func(v *Vars) error
 }
 
 // Hook is one before or after hook: the task to run and where the hook was

@@ -49,8 +49,9 @@ func Suggest(name string, candidates []string) string {
 	return best
 }
 
-// didYouMean formats a suggestion as a suffix for an error message.
-func didYouMean(name string, candidates []string) string {
+// DidYouMean formats Suggest's answer as a suffix for an error message:
+// " (did you mean NAME?)", or "" when no candidate is close.
+func DidYouMean(name string, candidates []string) string {
 	if s := Suggest(name, candidates); s != "" {
 		return " (did you mean " + s + "?)"
 	}

@@ -278,33 +278,51 @@ func watchVar(v *tasks.Vars) (time.Duration, error) {
 	return d, nil
 }
 
+// autoscalerOf is the stage's autoscaler of role= (or of its only
+// autoscaled role when role= is not given).
+func (r *Recipe) autoscalerOf(v *tasks.Vars) (*Autoscaler, error) {
+	stage, _ := v.FetchString("stage")
+	as := r.scalers.stage(stage)
+	if len(as) == 0 {
+		return nil, fmt.Errorf("stage %s declares no autoscale(...)", stage)
+	}
+	names := sortedKeys(as)
+	var role string
+	if v.Has("role") {
+		var err error
+		if role, err = taskRole(v, "autoscale"); err != nil {
+			return nil, err
+		}
+	} else if len(as) == 1 {
+		role = names[0]
+	} else {
+		return nil, fmt.Errorf("give the role: autoscale role=ROLE (autoscaled: %s)", strings.Join(names, ", "))
+	}
+	a := as[role]
+	if a == nil {
+		return nil, fmt.Errorf("role %s is not autoscaled in stage %s (autoscaled: %s)%s", role, stage, strings.Join(names, ", "), tasks.DidYouMean(role, names))
+	}
+	return a, nil
+}
+
+// checkAutoscaleTask is autoscale's check before anything runs: the role
+// and watch=.
+func (r *Recipe) checkAutoscaleTask(v *tasks.Vars) error {
+	_, err := r.autoscalerOf(v)
+	_, werr := watchVar(v)
+	return errors.Join(err, werr)
+}
+
 // autoscaleTask is `davit STAGE autoscale role=ROLE [watch=5m]`: one
 // decision, acted on, or with watch= one every interval until stopped.
 // Queue readings of a watch are kept in memory for the policy; the
 // servers' state is always asked from AWS, so two machines agree.
 func (r *Recipe) autoscaleTask(c *tasks.Context) error {
-	v := c.Executor.Vars
-	stage, _ := v.FetchString("stage")
-	as := r.scalers.stage(stage)
-	if len(as) == 0 {
-		return fmt.Errorf("stage %s declares no autoscale(...)", stage)
+	a, err := r.autoscalerOf(c.Executor.Vars)
+	if err != nil {
+		return err
 	}
-	var role string
-	if v.Has("role") {
-		var err error
-		if role, err = taskRole(c); err != nil {
-			return err
-		}
-	} else if len(as) == 1 {
-		role = sortedKeys(as)[0]
-	} else {
-		return fmt.Errorf("give the role: autoscale role=ROLE (autoscaled: %s)", strings.Join(sortedKeys(as), ", "))
-	}
-	a := as[role]
-	if a == nil {
-		return fmt.Errorf("role %s is not autoscaled in stage %s (autoscaled: %s)", role, stage, strings.Join(sortedKeys(as), ", "))
-	}
-	every, err := watchVar(v)
+	every, err := watchVar(c.Executor.Vars)
 	if err != nil {
 		return err
 	}
@@ -319,7 +337,7 @@ func (r *Recipe) autoscaleTask(c *tasks.Context) error {
 			}
 			// A watch outlives one failed call; the next decision asks
 			// AWS afresh.
-			c.Warn(fmt.Sprintf("autoscale %s: %v; deciding again in %s", role, err, every))
+			c.Warn(fmt.Sprintf("autoscale %s: %v; deciding again in %s", a.Role, err, every))
 		}
 		if every == 0 {
 			return nil
@@ -328,7 +346,7 @@ func (r *Recipe) autoscaleTask(c *tasks.Context) error {
 		select {
 		case <-c.Ctx().Done():
 			wait.Stop()
-			c.Info(fmt.Sprintf("autoscale %s: stopped", role))
+			c.Info(fmt.Sprintf("autoscale %s: stopped", a.Role))
 			return nil
 		case <-wait.C:
 		}

@@ -86,14 +86,9 @@ type fleet struct {
 // fleetFor checks role and makes the clients for the stage's region.
 func (r *Recipe) fleetFor(c *tasks.Context, role string) (*fleet, error) {
 	v := c.Executor.Vars
-	stage, _ := v.FetchString("stage")
-	ls := r.stageLaunchers(stage)
-	l := ls[role]
-	if l == nil {
-		if len(ls) == 0 {
-			return nil, fmt.Errorf("role %s: stage %s declares no launcher(...)", role, stage)
-		}
-		return nil, fmt.Errorf("role %s has no launcher in stage %s (launchers: %s)", role, stage, strings.Join(sortedKeys(ls), ", "))
+	l, stage, err := r.launcherOf(v, role)
+	if err != nil {
+		return nil, err
 	}
 	src, err := r.stageSource(stage)
 	if err != nil {
@@ -269,34 +264,32 @@ func (f *fleet) revision() (string, error) {
 }
 
 // taskRole reads role=, which the fleet tasks need.
-func taskRole(c *tasks.Context) (string, error) {
-	v := c.Executor.Vars
+func taskRole(v *tasks.Vars, task string) (string, error) {
 	if !v.Has("role") {
-		return "", fmt.Errorf("give the role: %s role=ROLE", c.Task.Name)
+		return "", fmt.Errorf("give the role: %s role=ROLE", task)
 	}
 	role, err := v.FetchString("role")
 	if err != nil {
 		return "", err
 	}
 	if role = strings.TrimSpace(role); role == "" {
-		return "", fmt.Errorf("role= is empty: give the role, %s role=ROLE", c.Task.Name)
+		return "", fmt.Errorf("role= is empty: give the role, %s role=ROLE", task)
 	}
 	return role, nil
 }
 
 // taskCount reads count=: def when not given (and def >= 0), required
 // otherwise.
-func taskCount(c *tasks.Context, def, least int) (int, error) {
-	v := c.Executor.Vars
+func taskCount(v *tasks.Vars, task string, def, least int) (int, error) {
 	if !v.Has("count") {
 		if def < 0 {
-			return 0, fmt.Errorf("give the count: %s role=ROLE count=N", c.Task.Name)
+			return 0, fmt.Errorf("give the count: %s role=ROLE count=N", task)
 		}
 		return def, nil
 	}
 	n, err := v.FetchInt("count")
 	if err != nil {
-		return 0, fmt.Errorf("count: %w", err)
+		return 0, err
 	}
 	if n < least {
 		return 0, fmt.Errorf("count=%d: it must be at least %d", n, least)
@@ -304,16 +297,56 @@ func taskCount(c *tasks.Context, def, least int) (int, error) {
 	return n, nil
 }
 
+// launcherOf is the stage's launcher for role, or an error naming the
+// stage's launchers (and the nearest, for a typo).
+func (r *Recipe) launcherOf(v *tasks.Vars, role string) (*Launcher, string, error) {
+	stage, _ := v.FetchString("stage")
+	ls := r.stageLaunchers(stage)
+	if l := ls[role]; l != nil {
+		return l, stage, nil
+	}
+	if len(ls) == 0 {
+		return nil, stage, fmt.Errorf("role %s: stage %s declares no launcher(...)", role, stage)
+	}
+	names := sortedKeys(ls)
+	return nil, stage, fmt.Errorf("role %s has no launcher in stage %s (launchers: %s)%s", role, stage, strings.Join(names, ", "), tasks.DidYouMean(role, names))
+}
+
+// checkFleetTask is the check of launch, terminate and scale before
+// anything runs: role= names a launcher of the stage, count= (when the
+// task reads it) is a number in range. defCount and least are as
+// taskCount's; least < 0 means the task takes no count.
+func (r *Recipe) checkFleetTask(task string, defCount, least int) func(*tasks.Vars) error {
+	return func(v *tasks.Vars) error {
+		var errs []error
+		if role, err := taskRole(v, task); err != nil {
+			errs = append(errs, err)
+		} else if _, _, err := r.launcherOf(v, role); err != nil {
+			errs = append(errs, err)
+		}
+		if least >= 0 {
+			if _, err := taskCount(v, task, defCount, least); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
+
 // DefineTasks adds launch, terminate, scale, lb:register and lb:deregister.
 func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
 	pos := tasks.Position{File: "recipes/aws"}
 	for _, t := range []*tasks.Task{
-		{Name: "launch", Desc: "Launch count= (default 1) instances of role= through its launcher: running, welcome page, load balancer", Run: r.launchTask},
-		{Name: "terminate", Desc: "Retire the newest instance davit launched for role=: deregister, drain, terminate", Run: r.terminateTask},
-		{Name: "scale", Desc: "Converge role= to count= running instances (base fleet included), launching or terminating davit's own", Run: r.scaleTask},
+		{Name: "launch", Desc: "Launch count= (default 1) instances of role= through its launcher: running, welcome page, load balancer", Run: r.launchTask,
+			Check: r.checkFleetTask("launch", 1, 1)},
+		{Name: "terminate", Desc: "Retire the newest instance davit launched for role=: deregister, drain, terminate", Run: r.terminateTask,
+			Check: r.checkFleetTask("terminate", 0, -1)},
+		{Name: "scale", Desc: "Converge role= to count= running instances (base fleet included), launching or terminating davit's own", Run: r.scaleTask,
+			Check: r.checkFleetTask("scale", -1, 0)},
 		{Name: "lb:deregister", Desc: "Take the hosts out of their role's load balancer and wait for draining", Run: r.lbDeregisterTask},
 		{Name: "lb:register", Desc: "Put the hosts into their role's load balancer and wait until they are healthy there", Run: r.lbRegisterTask},
-		{Name: "autoscale", Desc: "Decide once from the queue length of role= and launch or terminate; watch=5m decides every 5 minutes until stopped", Run: r.autoscaleTask},
+		{Name: "autoscale", Desc: "Decide once from the queue length of role= and launch or terminate; watch=5m decides every 5 minutes until stopped", Run: r.autoscaleTask,
+			Check: r.checkAutoscaleTask},
 	} {
 		t.Pos = pos
 		if err := reg.Define(t); err != nil {
@@ -324,11 +357,11 @@ func (r *Recipe) DefineTasks(reg *tasks.Registry) error {
 }
 
 func (r *Recipe) launchTask(c *tasks.Context) error {
-	role, err := taskRole(c)
+	role, err := taskRole(c.Executor.Vars, c.Task.Name)
 	if err != nil {
 		return err
 	}
-	n, err := taskCount(c, 1, 1)
+	n, err := taskCount(c.Executor.Vars, c.Task.Name, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -336,7 +369,7 @@ func (r *Recipe) launchTask(c *tasks.Context) error {
 }
 
 func (r *Recipe) terminateTask(c *tasks.Context) error {
-	role, err := taskRole(c)
+	role, err := taskRole(c.Executor.Vars, c.Task.Name)
 	if err != nil {
 		return err
 	}
@@ -344,11 +377,11 @@ func (r *Recipe) terminateTask(c *tasks.Context) error {
 }
 
 func (r *Recipe) scaleTask(c *tasks.Context) error {
-	role, err := taskRole(c)
+	role, err := taskRole(c.Executor.Vars, c.Task.Name)
 	if err != nil {
 		return err
 	}
-	n, err := taskCount(c, -1, 0)
+	n, err := taskCount(c.Executor.Vars, c.Task.Name, -1, 0)
 	if err != nil {
 		return err
 	}

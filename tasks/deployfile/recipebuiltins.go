@@ -143,7 +143,7 @@ func unpackBuiltinArgs(def *tasks.Builtin, args starlark.Tuple, kwargs []starlar
 			continue
 		}
 		if !def.ExtraKeywords {
-			return nil, nil, fmt.Errorf("unexpected keyword argument %s%s", k, didYouMean(k, names))
+			return nil, nil, fmt.Errorf("unexpected keyword argument %s%s", k, tasks.DidYouMean(k, names))
 		}
 		if err := nearParam(k, names, "other keywords are passed to "+def.Name+"() as extra arguments"); err != nil {
 			return nil, nil, err
@@ -286,13 +286,6 @@ func kindWords(k tasks.Kind) string {
 		return "seconds (a number)"
 	}
 	return "a value"
-}
-
-func didYouMean(name string, candidates []string) string {
-	if s := tasks.Suggest(name, candidates); s != "" {
-		return " (did you mean " + s + "?)"
-	}
-	return ""
 }
 
 // nearParam refuses a free-form keyword one edit away from a parameter's

@@ -161,6 +161,19 @@ func (r *Run) Check(names ...string) error {
 		if err := (&tasks.Executor{Registry: r.project.Registry()}).CheckHooks(name); err != nil {
 			errs = append(errs, err)
 		}
+		if t, err := r.project.Registry().Lookup(name); err == nil && t.Check != nil {
+			err := t.Check(r.project.Vars())
+			// Each of the task's problems on a line of its own, named.
+			problems := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				problems = j.Unwrap()
+			}
+			for _, p := range problems {
+				if p != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", name, p))
+				}
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -142,3 +142,43 @@ func TestPayrollFleetCommands(t *testing.T) {
 		}
 	}
 }
+
+// A mistake in a fleet command's arguments (a misspelt role, a count that
+// is no number, a role without a launcher) is found before anything runs:
+// exit 2, every problem at once with a suggestion, and not one request to
+// AWS (the inventory is not even asked for).
+func TestPayrollFleetCommandMistakes(t *testing.T) {
+	ec2 := exampleCloud(t)
+	deployfile := "../../../examples/payroll/Deployfile"
+	logFile := filepath.Join(t.TempDir(), "davit.log")
+	for _, c := range []struct {
+		words []string
+		want  []string
+	}{
+		{[]string{"production", "launch", "role=ap", "count=two"}, []string{
+			"launch: role ap has no launcher in stage production (launchers: app, job) (did you mean app?)",
+			`launch: variable count: want an integer, have "two"`,
+		}},
+		{[]string{"production", "scale", "role=app"}, []string{"scale: give the count: scale role=ROLE count=N"}},
+		{[]string{"production", "terminate"}, []string{"terminate: give the role: terminate role=ROLE"}},
+		{[]string{"production", "scale", "role=app", "count=-1"}, []string{"scale: count=-1: it must be at least 0"}},
+		{[]string{"production", "autoscale", "role=jbo", "watch=1ms"}, []string{
+			"autoscale: role jbo is not autoscaled in stage production (autoscaled: job) (did you mean job?)",
+			"watch=1ms: decide at most once a second",
+		}},
+	} {
+		args := append([]string{"-f", deployfile, "--format", "plain", "--log", logFile}, c.words...)
+		code, out := runDavit(t, args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", c.words, code, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: no %q in\n%s", c.words, w, out)
+			}
+		}
+	}
+	if reqs := ec2.Requests(); len(reqs) != 0 {
+		t.Errorf("the refused commands sent %d requests to AWS, first %v", len(reqs), reqs[0])
+	}
+}

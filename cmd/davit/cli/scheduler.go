@@ -46,11 +46,15 @@ func runScheduleCommand(c *urfave.Context, s *session, r *run.Run, cfg run.Confi
 		}
 		return usageError(fmt.Errorf("%s has no schedule(); add schedule(\"0 8 * * 1-5\", \"TASK\", …) to it", where))
 	}
-	var names []string
+	// Each schedule is checked as its firings will run: a run of its own
+	// with its variables (a misspelt role= is found now, not at 08:00).
+	var problems []error
 	for _, e := range entries {
-		names = append(names, e.Task)
+		if _, err := prepareFiring(c.Context, cfg, inv, e); err != nil {
+			problems = append(problems, fmt.Errorf("%s: %s: %w", e.Pos, describe(e), err))
+		}
 	}
-	if err := r.Check(names...); err != nil {
+	if err := errors.Join(problems...); err != nil {
 		return usageError(err)
 	}
 	if inv.tasks[0] == "crontab" {
@@ -96,6 +100,20 @@ func describe(e *deployfile.Schedule) string {
 // fireSchedule is one firing: a fresh run of the Deployfile with the
 // schedule's variables, as `davit STAGE TASK KEY=VALUE…` would make it.
 func fireSchedule(ctx context.Context, s *session, cfg run.Config, inv invocation, e *deployfile.Schedule) error {
+	r, err := prepareFiring(ctx, cfg, inv, e)
+	if err != nil {
+		return err
+	}
+	s.started(inv.stage, r)
+	if err := r.Execute(ctx, e.Task); err != nil {
+		return redacted(r, fmt.Errorf("%w (see %s)", err, r.ShownLogPath()))
+	}
+	return nil
+}
+
+// prepareFiring loads the run of one firing of e, selects the stage and
+// checks the task with the schedule's variables; nothing runs yet.
+func prepareFiring(ctx context.Context, cfg run.Config, inv invocation, e *deployfile.Schedule) (*run.Run, error) {
 	cfg.Overrides = map[string]string{}
 	for k, v := range inv.overrides {
 		cfg.Overrides[k] = v
@@ -106,21 +124,17 @@ func fireSchedule(ctx context.Context, s *session, cfg run.Config, inv invocatio
 	cfg.LogArgs = append(append([]string{"davit"}, stageWords(inv)...), append([]string{e.Task}, e.VarWords()...)...)
 	r, err := run.Load(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if inv.stage != "" {
 		if err := r.UseStage(ctx, inv.stage); err != nil {
-			return redacted(r, err)
+			return nil, redacted(r, err)
 		}
 	}
 	if err := r.Check(e.Task); err != nil {
-		return redacted(r, err)
+		return nil, redacted(r, err)
 	}
-	s.started(inv.stage, r)
-	if err := r.Execute(ctx, e.Task); err != nil {
-		return redacted(r, fmt.Errorf("%w (see %s)", err, r.ShownLogPath()))
-	}
-	return nil
+	return r, nil
 }
 
 func stageWords(inv invocation) []string {
