@@ -41,6 +41,9 @@ type Recipe struct {
 	sources   map[string][]*Source            // by stage; "" is the top level
 	launchers map[string]map[string]*Launcher // by stage, then role
 	scalers   autoscalers                     // autoscale() declarations (autoscale.go)
+	// saidNoLB: the lb tasks found no load balancer once in this run
+	// (a recipe is made anew for each run's Deployfile).
+	saidNoLB sync.Once
 }
 
 // New returns the recipe as use("aws") installs it: the standard AWS

@@ -452,10 +452,21 @@ func TestLBTasksOnDiscoveredHosts(t *testing.T) {
 use("aws")
 stage("production", lambda: [server("localhost", roles = ["db"]), ec2_servers(tags = {"App": "nothing"}),
     launcher("app", ami = "ami-0abc", instance_type = "t3.small", elb = "payroll-web")])
+
+def batches(ctx):
+    for _ in range(3):
+        reinvoke("lb:deregister")
+        reinvoke("lb:register")
+task("batches", batches)
 `)
 	res = runFleet(t, context.Background(), none, false, "lb:register")
 	if res.err != nil || !res.has("nothing to do") {
 		t.Fatalf("%v %q", res.err, res.lines)
+	}
+	// As a rolling deploy calls them, batch after batch: said once.
+	res = runFleet(t, context.Background(), none, false, "batches")
+	if n := strings.Count(strings.Join(res.lines, "\n"), "nothing to do"); res.err != nil || n != 1 {
+		t.Fatalf("%d times: %v %q", n, res.err, res.lines)
 	}
 	for _, f := range srv.Requests()[before:] {
 		if f.Get("Action") != "DescribeInstances" {

@@ -180,6 +180,15 @@ func (r *Recipe) lbGroups(c *tasks.Context) ([]*fleet, [][]string, error) {
 	return fleets, ids, nil
 }
 
+// noLoadBalancer says that the hosts have no load balancer to leave or
+// join, once per run: a rolling deploy calls both tasks for every batch,
+// and a fleet without load balancers would hear it twice a batch.
+func (r *Recipe) noLoadBalancer(c *tasks.Context) {
+	r.saidNoLB.Do(func() {
+		c.Info(c.Task.Name + ": none of these hosts is in a role with a load balancer (launcher elb= or target_group=); nothing to do (said once)")
+	})
+}
+
 // lbDeregisterTask is lb:deregister: the executor's hosts out of their
 // roles' load balancers, waiting (bounded by the launcher's
 // launch_timeout) for draining. The rolling deploy runs it per batch.
@@ -189,7 +198,7 @@ func (r *Recipe) lbDeregisterTask(c *tasks.Context) error {
 		return err
 	}
 	if len(fleets) == 0 {
-		c.Info("lb:deregister: none of these hosts is in a role with a load balancer (launcher elb= or target_group=); nothing to do")
+		r.noLoadBalancer(c)
 		return nil
 	}
 	for i, f := range fleets {
@@ -218,7 +227,7 @@ func (r *Recipe) lbRegisterTask(c *tasks.Context) error {
 		return err
 	}
 	if len(fleets) == 0 {
-		c.Info("lb:register: none of these hosts is in a role with a load balancer (launcher elb= or target_group=); nothing to do")
+		r.noLoadBalancer(c)
 		return nil
 	}
 	for i, f := range fleets {
