@@ -489,6 +489,7 @@ func TestSyncErrorsNameTheProblem(t *testing.T) {
 		setup                func()
 	}{
 		{"missing dir", `set("assets_dir", "nope")`, "assets_dir " + filepath.Join(f.dir, "nope") + " does not exist", nil},
+		{"not a directory", `set("assets_dir", "public/a.txt")`, "assets_dir " + filepath.Join(f.dir, "public", "a.txt") + " is not a directory", nil},
 		{"no bucket", `set("assets_bucket", "")`, "assets_bucket is not set", nil},
 		{"unknown bucket", `set("assets_bucket", "no-such-bucket")`, `bucket "no-such-bucket" does not exist`, nil},
 		{"bad acl", `set("assets_acl", "world")`, `assets_acl "world" is not a canned ACL`, nil},
