@@ -10,12 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
 )
 
 // dial logs in to s the way any client would: the fleet's key, host keys
@@ -202,7 +203,7 @@ func TestFreezeResume(t *testing.T) {
 	}
 	defer sess.Close()
 	// The loop prints a line every 20 ms while it runs.
-	out := &syncBuffer{}
+	out := &outputtest.Buffer{}
 	sess.Stdout = out
 	if err := sess.Start("while :; do echo tick; sleep 0.02; done"); err != nil {
 		t.Fatal(err)
@@ -302,24 +303,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
 }
 
 // TestIsolate gives two hosts the same path with separate contents.

@@ -6,29 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/davit-deploy/davit/deploy/output"
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
 )
-
-// lockedBuffer is a terminal stand-in the bar and the format share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // On a live terminal the uploads show a bar of files and bytes, erased
 // before the summary; plain output gets the summary alone.
@@ -37,7 +19,7 @@ func TestProgressBarOnlyOnALiveTerminal(t *testing.T) {
 	for i := range 20 {
 		f.write(fmt.Sprintf("f%02d.txt", i), strings.Repeat("x", 1000))
 	}
-	var live lockedBuffer
+	var live outputtest.Buffer
 	f.terminal = output.NewPretty(&live, output.PrettyOptions{Live: true})
 	if _, _, err := f.sync("", false); err != nil {
 		t.Fatal(err)
@@ -54,7 +36,7 @@ func TestProgressBarOnlyOnALiveTerminal(t *testing.T) {
 	for i := range 20 {
 		f.write(fmt.Sprintf("f%02d.txt", i), strings.Repeat("y", 1000))
 	}
-	var plain lockedBuffer
+	var plain outputtest.Buffer
 	f.terminal = output.NewPlain(&plain)
 	if _, _, err := f.sync("", false); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,11 +8,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
 	"github.com/davit-deploy/davit/tasks/deployfile"
 )
 
@@ -167,23 +166,6 @@ func TestRunSchedulerWithFakeClock(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // davit STAGE scheduler in a real process: firings with their own output,
 // a firing still running at its next time skipped and said so, and
 // SIGTERM lets the running firing end before a clean exit.
@@ -202,7 +184,7 @@ stage("production", production)
 		t.Fatal(err)
 	}
 	// The process writes while the test reads: a locked buffer.
-	out := &lockedBuffer{b: &bytes.Buffer{}}
+	out := &outputtest.Buffer{}
 	cmd := exec.Command(os.Args[0], "--format", "plain", "production", "scheduler")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "DAVIT_TEST_AS_MAIN=1", "NO_COLOR=1")

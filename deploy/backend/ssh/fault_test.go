@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/davit-deploy/davit/deploy"
+	"github.com/davit-deploy/davit/deploy/output/outputtest"
 	"github.com/davit-deploy/davit/deploy/sshtest"
 )
 
@@ -47,29 +47,11 @@ func within(t *testing.T, bound time.Duration, what string, fn func()) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a session may write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startRun runs line on b in the background and waits for its first line
 // of output, so the command is known to be running on the host.
 func startRun(t *testing.T, ctx context.Context, b *Backend, line string) <-chan error {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &outputtest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		_, err := b.Run(ctx, &deploy.Command{Args: []string{line}}, out, nil)
