@@ -103,11 +103,7 @@ func TestLargeFileGoesMultipartAndIsSkippedNextTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range reqs {
-		if q.method != http.MethodGet || !strings.Contains(q.query, "list-type=2") {
-			t.Errorf("unchanged sync sent %s %s?%s; want only the listing", q.method, q.path, q.query)
-		}
-	}
+	onlyListing(t, reqs)
 	if s := summary(t, lines); !strings.Contains(s, "uploaded 0") || !strings.Contains(s, "unchanged 2") {
 		t.Errorf("summary %q", s)
 	}

@@ -212,6 +212,17 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// onlyListing fails t for any request of an unchanged sync but the
+// listing's: no HEAD, no upload.
+func onlyListing(t *testing.T, reqs []sent) {
+	t.Helper()
+	for _, q := range reqs {
+		if q.method != http.MethodGet || !strings.Contains(q.query, "list-type=2") {
+			t.Errorf("unchanged sync sent %s %s?%s; want only the listing", q.method, q.path, q.query)
+		}
+	}
+}
+
 func (f *fixture) write(rel, content string) {
 	f.t.Helper()
 	p := filepath.Join(f.dir, "public", filepath.FromSlash(rel))
@@ -345,11 +356,7 @@ set("assets_cache_control", {"default": "max-age=60", "*.js": "max-age=300", "as
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range reqs {
-		if q.method != http.MethodGet || !strings.Contains(q.query, "list-type=2") {
-			t.Errorf("unchanged sync sent %s %s?%s; want only the listing", q.method, q.path, q.query)
-		}
-	}
+	onlyListing(t, reqs)
 	if s := summary(t, lines); !strings.Contains(s, "uploaded 0") || !strings.Contains(s, "unchanged 5") {
 		t.Errorf("summary %q", s)
 	}

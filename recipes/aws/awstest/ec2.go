@@ -169,18 +169,28 @@ func (s *Server) find(id string) (int, *apiError) {
 	return i, nil
 }
 
-func (s *Server) terminateInstances(w http.ResponseWriter, form url.Values, reqID string) *apiError {
-	ids := listParam(form, "InstanceId")
+// findAll finds every instance the list parameter param names: EC2
+// refuses the whole request for a missing list or one unknown id.
+func (s *Server) findAll(form url.Values, param string) ([]int, *apiError) {
+	ids := listParam(form, param)
 	if len(ids) == 0 {
-		return &apiError{http.StatusBadRequest, "MissingParameter", "The request must contain the parameter InstanceId"}
+		return nil, &apiError{http.StatusBadRequest, "MissingParameter", "The request must contain the parameter " + param}
 	}
 	var idx []int
 	for _, id := range ids {
 		i, aerr := s.find(id)
 		if aerr != nil {
-			return aerr
+			return nil, aerr
 		}
 		idx = append(idx, i)
+	}
+	return idx, nil
+}
+
+func (s *Server) terminateInstances(w http.ResponseWriter, form url.Values, reqID string) *apiError {
+	idx, aerr := s.findAll(form, "InstanceId")
+	if aerr != nil {
+		return aerr
 	}
 	if dryRun(form) {
 		return dryRunError
@@ -214,21 +224,13 @@ type stateChangeXML struct {
 }
 
 func (s *Server) createTags(w http.ResponseWriter, form url.Values, reqID string) *apiError {
-	ids := listParam(form, "ResourceId")
-	if len(ids) == 0 {
-		return &apiError{http.StatusBadRequest, "MissingParameter", "The request must contain the parameter ResourceId"}
+	idx, aerr := s.findAll(form, "ResourceId")
+	if aerr != nil {
+		return aerr
 	}
 	tags := map[string]string{}
 	for n := 1; form.Has(fmt.Sprintf("Tag.%d.Key", n)); n++ {
 		tags[form.Get(fmt.Sprintf("Tag.%d.Key", n))] = form.Get(fmt.Sprintf("Tag.%d.Value", n))
-	}
-	var idx []int
-	for _, id := range ids {
-		i, aerr := s.find(id)
-		if aerr != nil {
-			return aerr
-		}
-		idx = append(idx, i)
 	}
 	if dryRun(form) {
 		return dryRunError
