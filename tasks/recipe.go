@@ -50,6 +50,35 @@ type VarsError struct {
 	Problems []string
 }
 
+// Problem words what is wrong with the variable name for a VarsError:
+// err's text, starting with the name once (the readers' errors often
+// start with it already), and ending with where the value came from, the
+// command line or the Deployfile's line; nothing for a value set at
+// defaults, the recipe's own defaults' position file.
+func (v *Vars) Problem(name string, err error, defaults string) string {
+	msg := strings.TrimPrefix(err.Error(), "variable ")
+	if !strings.HasPrefix(msg, name) {
+		msg = name + ": " + msg
+	}
+	if at := v.SetAt(name, defaults); at != "" {
+		msg += " (" + at + ")"
+	}
+	return msg
+}
+
+// SetAt says where name's value came from: "given on the command line",
+// "set at Deployfile:LINE:COL", or "" for a value set at defaults (a
+// recipe's own defaults' position file) or nowhere.
+func (v *Vars) SetAt(name, defaults string) string {
+	if v.Overridden(name) {
+		return "given on the command line"
+	}
+	if p := v.Pos(name); p.IsValid() && p.File != defaults {
+		return "set at " + p.String()
+	}
+	return ""
+}
+
 func (e *VarsError) Error() string {
 	word := "problems"
 	if len(e.Problems) == 1 {

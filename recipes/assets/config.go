@@ -70,20 +70,9 @@ func readSettings(v *tasks.Vars, localDir string, needBucket bool) (settings, er
 	var s settings
 	var problems []string
 	add := func(name string, err error) {
-		if err == nil {
-			return
+		if err != nil {
+			problems = append(problems, v.Problem(name, err, recipePos.File))
 		}
-		msg := strings.TrimPrefix(err.Error(), "variable ")
-		if !strings.HasPrefix(msg, name) {
-			msg = name + ": " + msg
-		}
-		switch p := v.Pos(name); {
-		case v.Overridden(name):
-			msg += " (given on the command line)"
-		case p.IsValid() && p.File != recipePos.File:
-			msg += " (set at " + p.String() + ")"
-		}
-		problems = append(problems, msg)
 	}
 
 	dir, err := v.FetchString("assets_dir")

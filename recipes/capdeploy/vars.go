@@ -20,26 +20,15 @@ import (
 func (r *Recipe) CheckVars(v *tasks.Vars) error {
 	var problems []string
 	add := func(name string, err error) {
-		if err == nil {
-			return
+		if err != nil {
+			problems = append(problems, v.Problem(name, err, recipePos.File))
 		}
-		// Each problem starts with the variable's name, once (the
-		// readers' errors often start with it already), and ends with
-		// where its value came from.
-		msg := strings.TrimPrefix(err.Error(), "variable ")
-		if !strings.HasPrefix(msg, name) {
-			msg = name + ": " + msg
-		}
-		if at := setAt(v, name); at != "" {
-			msg += " (" + at + ")"
-		}
-		problems = append(problems, msg)
 	}
 
 	// deploy_to's default is derived from application; a Deployfile that
 	// sets neither fails in the task that needs the layout, and tasks that
 	// do not need it (an uptime check) still run.
-	if v.Has("application") || setAt(v, "deploy_to") != "" {
+	if v.Has("application") || v.SetAt("deploy_to", recipePos.File) != "" {
 		_, err := layoutFrom(v)
 		add("deploy_to", err)
 	}
@@ -115,19 +104,6 @@ func leadingName(msg string) string {
 		return msg
 	}
 	return msg[:end]
-}
-
-// setAt says where name's value came from for a message ("set at
-// Deployfile:12:1", "given on the command line"), or "" for the recipe's
-// default.
-func setAt(v *tasks.Vars, name string) string {
-	if v.Overridden(name) {
-		return "given on the command line"
-	}
-	if p := v.Pos(name); p.IsValid() && p.File != recipePos.File {
-		return "set at " + p.String()
-	}
-	return ""
 }
 
 // onlyVar is a store holding name's value alone, so rollbackTarget checks
